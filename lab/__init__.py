@@ -1,0 +1,1 @@
+"""Shared code of the fine-tuning lab's DVC stages: one module per concern."""
