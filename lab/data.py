@@ -1,0 +1,186 @@
+"""Conversation datasets: one adapter per source format into one schema, validation, splits.
+
+The common schema of a conversation row:
+    {"id": str, "source": str, "score": float | None,
+     "messages": [{"role": "system" | "user" | "assistant", "content": str}, ...]}
+An eval example is the history before the last assistant turn plus that turn as reference:
+    {"id", "source", "input": [messages...], "reference": str}
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lab.config import BUILTIN_DATASET, DataConfig
+
+# ShareGPT speakers and chat roles seen in the wild, mapped to the chat schema.
+ROLE_ALIASES = {
+    "system": "system",
+    "human": "user", "user": "user", "prompter": "user",
+    "gpt": "assistant", "assistant": "assistant", "model": "assistant", "bot": "assistant",
+    "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
+}
+FILE_LOADERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+class DataError(ValueError):
+    """The dataset cannot be used as configured; the message says which rows and why."""
+
+
+class InvalidRow(ValueError):
+    """One row breaks the schema; `reason` is a short, countable category."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def _turns(row: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(speaker, text) pairs from either ShareGPT `conversations` or chat `messages`."""
+    if isinstance(row.get("conversations"), list):
+        return [(t.get("from"), t.get("value")) if isinstance(t, dict) else (None, None) for t in row["conversations"]]
+    if isinstance(row.get("messages"), list):
+        return [(t.get("role"), t.get("content")) if isinstance(t, dict) else (None, None) for t in row["messages"]]
+    raise InvalidRow("no_conversation", "neither a 'conversations' nor a 'messages' list")
+
+
+def normalize_row(row: Any, index: int) -> dict[str, Any]:
+    """Convert one raw row (ShareGPT or chat format) to the common schema, or raise InvalidRow."""
+    if not isinstance(row, dict):
+        raise InvalidRow("not_a_mapping", f"row is a {type(row).__name__}")
+    turns = _turns(row)
+    if not turns:
+        raise InvalidRow("no_conversation", "the conversation is empty")
+    messages = []
+    for position, (speaker, text) in enumerate(turns):
+        role = ROLE_ALIASES.get(str(speaker).strip().lower()) if speaker is not None else None
+        if role is None:
+            raise InvalidRow("unknown_role", f"turn {position} has role {speaker!r}")
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidRow("empty_turn", f"turn {position} ({role}) has no text")
+        messages.append({"role": role, "content": text.strip()})
+    first_turn = next((m["role"] for m in messages if m["role"] != "system"), None)
+    if first_turn == "assistant":
+        raise InvalidRow("starts_with_assistant", "the first non-system turn is from the assistant")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise InvalidRow("no_assistant_turn", "no assistant turn to predict")
+    if messages[-1]["role"] != "assistant":
+        raise InvalidRow("last_turn_not_assistant", f"the last turn is from {messages[-1]['role']!r}")
+    score = row.get("score")
+    return {
+        "id": str(row.get("id", index)),
+        "source": str(row.get("source") or "unknown"),
+        "score": float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+        "messages": messages,
+    }
+
+
+def normalize_rows(rows: Iterable[Any], on_invalid: str) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Normalise every row; on_invalid='error' raises one DataError naming all bad rows by reason."""
+    conversations, dropped, examples = [], Counter(), {}
+    for index, row in enumerate(rows):
+        try:
+            conversations.append(normalize_row(row, index))
+        except InvalidRow as error:
+            dropped[error.reason] += 1
+            examples.setdefault(error.reason, []).append(f"row {index} ({error})")
+    if dropped and on_invalid == "error":
+        lines = [f"  {reason}: {count} row(s), e.g. " + "; ".join(examples[reason][:3])
+                 for reason, count in sorted(dropped.items())]
+        raise DataError(
+            f"{sum(dropped.values())} invalid row(s) in the dataset:\n" + "\n".join(lines)
+            + "\nFix the data, or set data.on_invalid: drop to drop and count them."
+        )
+    return conversations, dropped
+
+
+def load_raw_rows(config: DataConfig) -> list[Any]:
+    """Rows of the configured source: the builtin dataset, a local file, or a Hub dataset id."""
+    source = config.source
+    if source == BUILTIN_DATASET:
+        from lab.docstrings import build_docstring_conversations
+
+        return build_docstring_conversations(config.builtin_packages, max_input_words=config.builtin_max_input_words)
+    path = Path(source)
+    if path.suffix.lower() in FILE_LOADERS or path.exists():
+        if not path.is_file():
+            raise DataError(f"data.source: file {path} not found")
+        loader = FILE_LOADERS.get(path.suffix.lower())
+        if loader is None:
+            raise DataError(f"data.source: {path} is not .json, .jsonl or .parquet")
+        return _load_with_datasets(loader, data_files=str(path), split="train", what=str(path))
+    return _load_with_datasets(source, split=config.hub_split, what=f"Hub dataset {source!r}")
+
+
+def _load_with_datasets(name: str, what: str, **kwargs: Any) -> list[Any]:
+    import datasets
+
+    try:
+        return list(datasets.load_dataset(name, **kwargs))
+    except Exception as error:  # datasets raises many types; the user needs one clear line
+        raise DataError(f"could not load {what}: {type(error).__name__}: {error}") from None
+
+
+def split_conversations(
+    conversations: Sequence[dict[str, Any]], test_size: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Seeded shuffle, then the first `test_size` share is the test split."""
+    order = list(range(len(conversations)))
+    random.Random(seed).shuffle(order)
+    test_count = round(len(order) * test_size)
+    if test_count == 0 or test_count == len(order):
+        raise DataError(f"{len(order)} conversation(s) cannot be split with test_size={test_size}")
+    test = [conversations[i] for i in sorted(order[:test_count])]
+    train = [conversations[i] for i in sorted(order[test_count:])]
+    return train, test
+
+
+def sample(rows: Sequence[dict[str, Any]], count: int | None, seed: int) -> list[dict[str, Any]]:
+    """A seeded subset of `count` rows in their original order (all rows when count is None)."""
+    if count is None or count >= len(rows):
+        return list(rows)
+    chosen = sorted(random.Random(seed).sample(range(len(rows)), count))
+    return [rows[i] for i in chosen]
+
+
+def to_eval_example(conversation: dict[str, Any]) -> dict[str, Any]:
+    """History before the last assistant turn as input, that turn as the reference."""
+    messages = conversation["messages"]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return {
+        "id": conversation["id"],
+        "source": conversation["source"],
+        "input": messages[:last],
+        "reference": messages[last]["content"],
+    }
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def length_stats(values: Sequence[int]) -> dict[str, float]:
+    if not values:
+        return {"mean": 0.0, "median": 0.0, "max": 0}
+    return {"mean": round(statistics.fmean(values), 2), "median": float(statistics.median(values)), "max": max(values)}
+
+
+def dataset_stats(
+    raw_count: int, dropped: Counter[str], train: list[dict], test: list[dict], eval_examples: list[dict]
+) -> dict[str, Any]:
+    """Row counts, drops by reason and word lengths, for metrics/data.json."""
+    answers = [word_count(m["content"]) for c in train for m in c["messages"] if m["role"] == "assistant"]
+    return {
+        "rows": {"raw": raw_count, "valid": raw_count - sum(dropped.values()),
+                 "train": len(train), "test": len(test), "eval": len(eval_examples)},
+        "dropped": dict(sorted(dropped.items())),
+        "turns_per_conversation": length_stats([len(c["messages"]) for c in train]),
+        "train_answer_words": length_stats(answers),
+        "eval_reference_words": length_stats([word_count(e["reference"]) for e in eval_examples]),
+        "eval_sources": dict(sorted(Counter(e["source"] for e in eval_examples).items())),
+    }

@@ -1,0 +1,379 @@
+"""Offline conversation dataset built from the docstrings of installed packages.
+
+Stand-in for mlabonne/FineTome-100k when the Hugging Face Hub is unreachable: real, human-written technical
+text turned into short, consistently formatted tasks that a small model can learn from a few hundred examples
+and that ROUGE can score (the last assistant turn is the reference, the earlier turns are the input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import inspect
+import pkgutil
+import platform
+import re
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+import docstring_parser
+from docstring_parser import DocstringStyle
+
+# Explicit submodules for big packages: a pkgutil walk would import deprecated, internal or slow modules
+# (numpy.distutils, numpy.matlib, pandas.core...). Other packages get their public top-level submodules.
+SUBMODULES: dict[str, tuple[str, ...]] = {
+    "numpy": ("char", "emath", "fft", "lib.stride_tricks", "linalg", "ma", "polynomial", "random", "rec", "strings"),
+    "pandas": ("api.extensions", "api.types", "errors", "plotting"),
+}
+SKIP_MODULES = (".tests", "._", "conftest", "testing", "__main__")
+# Closed-book with this probability when an open-book task is possible: ~7% of objects support closed-book
+# only, which brings the closed-book share to ~30%. Open-book tasks are then picked with these weights.
+CLOSED_SHARE = 0.25
+OPEN_WEIGHTS = {"summary": 0.45, "params": 0.40, "examples": 0.15}
+MAX_PARAMS = 6
+PARAM_KINDS = ("param", "parameter", "arg", "argument", "key", "keyword")
+
+# Container names masked before dedup, so pandas' templated docstrings that differ only in "Series" and
+# "DataFrame" (and numpy's array / masked-array twins) collapse; a generic leading verb likewise.
+_MASK = re.compile(r"\b(data ?frames?|series|(multi ?)?index(es)?|frames?|((nd|masked) ?)?arrays?|objects?)\b")
+_VERB = re.compile(r"^(returns?|gets?|computes?) ")
+_STOPWORDS = {"a", "an", "the", "of", "in", "on", "to", "for", "and", "or", "is", "be", "this"}
+_SENTENCE = re.compile(r"(?<!e\.g\.)(?<!i\.e\.)(?<!\bcf\.)(?<!\bvs\.)(?<=[.!?])\s+(?=[A-Z0-9`(\"'])")
+_SIGNATURE = re.compile(r"[\w.]+\(.*\)(\s*->.*)?", re.S)  # "add(x1, x2, /, out=None, ...)" atop C docstrings
+_DIRECTIVE = re.compile(r"\s*\.\. (\[\w+\]|_[^:]+:|[\w:-]+::)")  # directives, footnotes, link targets
+_RULE = re.compile(r"^(?=.*[=~^*#+-]{3})[=~^*#+|\s-]+$", re.M)  # reST title lines and table borders
+_NUMPY_HEADER = re.compile(r"^(\w[\w ]*)\n-{3,}[ \t]*$", re.M)
+_GOOGLE_HEADER = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Examples?|Attributes|Notes?):[ \t]*$", re.M)
+
+
+@dataclass
+class ParsedDoc:
+    """The pieces of one cleaned docstring that the tasks are built from."""
+
+    text: str  # the whole cleaned docstring
+    paragraphs: list[str]  # prose paragraphs of the description, whitespace collapsed; [0] is the summary
+    params: list[tuple[str, str, str]]  # (name, type, description) with a non-empty description
+    examples: str  # the Examples section with a doctest in it, dedented; "" if none
+    code: str  # the first doctest statements with their output; "" if none
+
+
+def package_versions(packages: Sequence[str]) -> dict[str, str]:
+    """The version each package's docstrings came from: its distribution's, or Python's for stdlib modules."""
+    versions = {}
+    for name in packages:
+        if name in sys.stdlib_module_names:
+            versions[name] = f"python-{platform.python_version()}"
+            continue
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE.split(text) if s] or [text]
+
+
+def _fit(items: list[str], max_words: int) -> list[str]:
+    """The longest prefix of `items` with at most `max_words` words in all (at least the first item)."""
+    total = 0
+    for i, item in enumerate(items):
+        total += len(item.split())
+        if i and total > max_words:
+            return items[:i]
+    return items
+
+
+def _cap(text: str, max_words: int) -> str:
+    """Whole sentences of `text` up to `max_words` words (at least the first one, word-cut if longer)."""
+    sentences = _sentences(text)
+    # A sentence ending in ":" introduces a list or code block that is not kept, so it ends the text.
+    sentences = sentences[: next((i for i, s in enumerate(sentences) if i and s.endswith(":")), None)]
+    words = " ".join(_fit(sentences, max_words)).split()
+    return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
+
+
+def _drop_directives(text: str) -> str:
+    """Remove reST directive blocks (versionadded, deprecated, warning, math, plot...) and footnotes."""
+    kept: list[str] = []
+    block_indent = -1
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if block_indent >= 0 and (not line.strip() or indent > block_indent):
+            continue
+        block_indent = indent if _DIRECTIVE.match(line) else -1
+        if block_indent < 0:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _clean(doc: str) -> str:
+    """Dedent a docstring and strip reST/numpydoc markup, keeping its line structure."""
+    text = inspect.cleandoc(doc).replace("\r", "")
+    first, _, rest = text.partition("\n\n")
+    text = _drop_directives(rest if _SIGNATURE.fullmatch(first.strip()) else text)
+    # :func:`~a.b` -> `b`, :ref:`text <label>` -> `text`, :meth:`a.b` -> `a.b`
+    text = re.sub(r":[\w:]+:`(~?)([^`<]*?)\s*(<[^>]*>)?`", lambda m: f"`{m[2].split('.')[-1] if m[1] else m[2]}`", text)
+    text = re.sub(r"`([^`<]+?)\s*(<[^>]+>)?`_+", r"\1", text)  # links -> their text
+    text = re.sub(r"\s*<https?://[^>]+>", "", text)
+    text = re.sub(r"``([^`]+)``", r"`\1`", text).replace("\\*", "*")
+    text = re.sub(r"\*\*([^*]+)\*\*", r"\1", re.sub(r"\s*\[\w+\]_", "", text))  # bold, footnote references
+    text = re.sub(r"[ \t]*#\s*(doctest:.*|may vary|random)[ \t]*$", "", text, flags=re.M)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _section(text: str, name: str) -> str:
+    """The body of the numpydoc or Google section called `name` (or its singular), dedented."""
+    for header in (_NUMPY_HEADER, _GOOGLE_HEADER):
+        heads = list(header.finditer(text))
+        for i, head in enumerate(heads):
+            if head.group(1) in (name, name.rstrip("s")):
+                return inspect.cleandoc(text[head.end() : heads[i + 1].start() if i + 1 < len(heads) else None])
+    return ""
+
+
+def _first_doctest(text: str, max_lines: int = 15) -> str:
+    """The first run of doctest statements with their output: whole statements, up to `max_lines` lines."""
+    units: list[list[str]] = []
+    for line in inspect.cleandoc(text[text.find(">>>") :]).splitlines() if ">>>" in text else []:
+        line = line.rstrip()
+        if line.startswith(">>>"):
+            units.append([line])
+        elif units and line and not (units[-1][-1] == "" and line[0].isalpha()):
+            units[-1].append("" if line.strip() == "<BLANKLINE>" else line)
+        elif units and not line:
+            units[-1].append("")  # ends the output; prose after it ends the run
+        elif units:
+            break
+    kept: list[str] = []
+    for unit in units:
+        unit = [line for line in unit if line] or unit
+        if kept and len(kept) + len(unit) > max_lines:
+            break
+        kept += unit
+    return "\n".join(kept) if len(kept) <= 2 * max_lines else ""
+
+
+def parse_docstring(doc: str) -> ParsedDoc | None:
+    """Clean and split a raw docstring; None when it has no usable summary."""
+    text = _clean(doc)
+    # One explicit style instead of docstring_parser's AUTO, which parses every docstring four times.
+    style = DocstringStyle.REST  # also right for plain prose, which every style parses the same way
+    if _NUMPY_HEADER.search(text):
+        style = DocstringStyle.NUMPYDOC
+    elif _GOOGLE_HEADER.search(text):
+        style = DocstringStyle.GOOGLE
+    try:
+        parsed = docstring_parser.parse(text, style)
+    except docstring_parser.ParseError:
+        return None
+    # Prose only: no indented literal blocks, doctests, titles, tables or "Example::" stubs.
+    paragraphs = [
+        " ".join(p.split())
+        for p in re.split(r"\n\s*\n", parsed.description or "")
+        if p.strip() and not p[0].isspace() and not p.startswith(">>>") and not _RULE.search(p)
+        and not p.rstrip().endswith("::")
+    ]
+    paragraphs = [p if p[-1] in ".!?:" else p + "." for p in paragraphs]  # else joined paragraphs run on
+    if not paragraphs or len(paragraphs[0].split()) < 3:
+        return None
+    params = [(p.arg_name, ", ".join(filter(None, [p.type_name, "optional" if p.is_optional else ""])),
+               " ".join((p.description or "").split())) for p in parsed.params if p.args[0] in PARAM_KINDS]
+    examples = _section(text, "Examples")
+    examples = examples if ">>>" in examples and _first_doctest(examples) else ""
+    code = _first_doctest(examples or text)
+    return ParsedDoc(text, paragraphs, [p for p in params if p[2]], examples.replace("<BLANKLINE>", ""), code)
+
+
+def _short_answer(doc: ParsedDoc) -> str:
+    """The summary paragraph's first sentence or two; one more sentence when that is very short."""
+    answer = _cap(doc.paragraphs[0], 45)
+    extra = _sentences(doc.paragraphs[1])[0] if len(doc.paragraphs) > 1 else ":"
+    if len(answer.split()) < 15 and len(f"{answer} {extra}".split()) <= 50 and not extra.endswith(":"):
+        answer = f"{answer} {extra}"
+    return answer
+
+
+def _param_list(short: str, params: list[tuple[str, str, str]]) -> str:
+    """The one answer format for parameters: "`f` takes:" then "- `name`: first sentence" lines."""
+    lines = []
+    for name, _, desc in params:
+        desc = re.split(r" [*-] ", desc)[0].lstrip("*- ") or desc  # text before a bullet list
+        lines.append(f"- `{name}`: {_cap(_sentences(desc)[0], 25)}")
+    return f"`{short}` takes:\n" + "\n".join(lines)
+
+
+def _render_params(doc: ParsedDoc, max_words: int) -> tuple[str, list[tuple[str, str, str]]]:
+    """The first parameters as numpydoc text ("name : type" + indented description), up to `max_words`."""
+    blocks = [f"{name} : {type_}\n    {_cap(desc, 60)}" for name, type_, desc in doc.params[:MAX_PARAMS]]
+    blocks = _fit([block.replace(" : \n", "\n") for block in blocks], max_words)
+    return "\n".join(blocks), doc.params[: len(blocks)]
+
+
+def _fraction(qualname: str, salt: str) -> float:
+    """A stable number in [0, 1) from the id; Python's hash() is salted per process."""
+    return int.from_bytes(hashlib.sha256(f"{salt}:{qualname}".encode()).digest()[:8], "big") / 2**64
+
+
+def _pick_task(qualname: str, doc: ParsedDoc) -> str:
+    """Closed-book with probability CLOSED_SHARE, else one of the open-book tasks the docstring supports."""
+    long_enough = len(" ".join(doc.paragraphs[1:]).split()) >= 20
+    supported = {"summary": long_enough, "params": bool(doc.params), "examples": bool(doc.examples)}
+    open_tasks = [task for task in OPEN_WEIGHTS if supported[task]]
+    if not open_tasks or _fraction(qualname, "closed") < CLOSED_SHARE:
+        return "closed"
+    point = _fraction(qualname, "task") * sum(OPEN_WEIGHTS[t] for t in open_tasks)
+    for task in open_tasks:
+        point -= OPEN_WEIGHTS[task]
+        if point < 0:
+            return task
+    return open_tasks[-1]
+
+
+def make_conversation(qualname: str, source: str, doc: ParsedDoc, max_input_words: int = 250,
+                      task: str | None = None) -> dict:
+    """One conversation about one object; the task is picked by a hash of `qualname` unless given."""
+    task = task or _pick_task(qualname, doc)
+    short, name = qualname.rsplit(".", 1)[-1], f"`{qualname}`"
+    if task == "closed":
+        turns = [f"What does {name} do?", _cap(" ".join(doc.paragraphs), 60)]
+        follow_ups = [
+            ("What parameters does it take?", _param_list(short, doc.params[:MAX_PARAMS])) if doc.params else (),
+            ("Can you show an example?", f"```python\n{doc.code}\n```") if doc.code else (),
+        ]
+        follow_ups = [f for f in follow_ups if f]
+        point = _fraction(qualname, "follow-up")
+        if follow_ups and point < 0.5:  # half the closed-book rows that can be get one follow-up turn
+            turns += follow_ups[int(point * 4) % len(follow_ups)]
+    elif task == "summary":
+        context = "\n\n".join(_fit([_cap(p, max_input_words) for p in doc.paragraphs[1:]], max_input_words))
+        turns = [f"Here is part of the documentation of {name}:\n\n{context}\n\n"
+                 "Summarise what it does in one or two sentences.", _short_answer(doc)]
+    elif task == "params":
+        rendered, kept = _render_params(doc, max_input_words)
+        turns = [f"Here is the Parameters section of the documentation of {name}:\n\n{rendered}\n\n"
+                 "List each parameter with a one-line description.", _param_list(short, kept)]
+    else:
+        quoted = "\n".join(_fit(doc.examples.splitlines(), max_input_words)).strip()
+        turns = [f"Here are the examples from the documentation of {name}:\n\n{quoted}\n\n"
+                 f"Explain what these examples show about {name}.",
+                 f"They show how to use `{short}`. {_short_answer(doc)}"]
+    messages = [{"role": ("user", "assistant")[i % 2], "content": turn.strip()} for i, turn in enumerate(turns)]
+    return {"id": qualname, "source": source, "messages": messages}
+
+
+def _quietly(call: Callable[..., object], *args: object) -> object:
+    """`call(*args)` with warnings silenced, or None if it raises: a missing optional dependency (or a
+    deprecated attribute) must neither crash the build nor print."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return call(*args)
+    except Exception:
+        return None
+
+
+def _modules(package: str) -> list[ModuleType]:
+    """The package itself plus its commonly used public submodules, in name order."""
+    root = _quietly(importlib.import_module, package)
+    if root is None:
+        return []
+    names = [f"{package}.{sub}" for sub in SUBMODULES.get(package, ())]
+    if package not in SUBMODULES and hasattr(root, "__path__"):
+        names += [info.name for info in pkgutil.iter_modules(root.__path__, f"{package}.")]
+    names = [n for n in sorted(names) if not any(s in n for s in SKIP_MODULES)]
+    return [root] + [m for m in (_quietly(importlib.import_module, n) for n in names) if m is not None]
+
+
+def _own(obj: object, package: str) -> bool:
+    """Whether `obj` is defined in `package`; C accelerators (_functools) and os's posix/nt count."""
+    module = getattr(obj, "__module__", None)
+    return not isinstance(module, str) or module.split(".")[0].lstrip("_") in (package, "posix", "nt")
+
+
+def _members(owner: object, names: Sequence[str]) -> list[tuple[str, object]]:
+    public = sorted({n for n in names if isinstance(n, str) and not n.startswith("_")})
+    return [(name, value) for name in public if (value := _quietly(getattr, owner, name)) is not None]
+
+
+def _inherited(cls: type, name: str, doc: str, package: str, classes: set[int]) -> bool:
+    """Whether `cls.name` belongs to another public class or repeats its class's or a foreign base's docstring."""
+    owner = next((base for base in cls.__mro__ if name in vars(base)), cls)
+    if doc == cls.__doc__ or (owner is not cls and id(owner) in classes):
+        return True  # e.g. numpy.matrix.astype is listed once, as numpy.ndarray.astype
+    return any(not _own(base, package) and getattr(getattr(base, name, None), "__doc__", None) == doc
+               for base in cls.__mro__[1:])
+
+
+def _collect(package: str) -> dict[str, object]:
+    """Qualified name -> object: modules, their public functions and classes, and the classes' own members."""
+    objects: dict[str, object] = {}
+    for module in _modules(package):
+        objects.setdefault(module.__name__, module)
+        names = getattr(module, "__all__", None)
+        for name, obj in _members(module, names if isinstance(names, (list, tuple)) else dir(module)):
+            if (inspect.isclass(obj) or inspect.isroutine(obj) or type(obj).__name__ == "ufunc") and _own(obj, package):
+                objects.setdefault(f"{module.__name__}.{name}", obj)
+    classes = {id(obj) for obj in objects.values() if inspect.isclass(obj)}
+    for qualname, cls in list(objects.items()):
+        for attr, member in _members(cls, dir(cls)) if inspect.isclass(cls) else []:
+            doc = getattr(member, "__doc__", None)
+            if (isinstance(doc, str) and (inspect.isroutine(member) or inspect.isdatadescriptor(member))
+                    and not inspect.isclass(member) and not _inherited(cls, attr, doc, package, classes)):
+                objects.setdefault(f"{qualname}.{attr}", member)
+    return objects
+
+
+def _normalise(text: str, qualname: str) -> str:
+    """Lowercase alphanumerics with container names and the object's own (and class's) name masked.
+
+    "" when fewer than three content words survive: "Return the length of the Interval" would otherwise
+    collide with every "the X of the Y".
+    """
+    text = _MASK.sub(" _ ", _VERB.sub("", text.lower()))
+    for part in qualname.lower().split(".")[-2:]:
+        text = re.sub(rf"\b{re.escape(part)}\b", " _ ", text)
+    words = re.sub(r"[^a-z0-9_ ]", "", text).split()
+    return "".join(words) if sum(w != "_" and w not in _STOPWORDS for w in words) >= 3 else ""
+
+
+def build_docstring_conversations(
+    packages: Sequence[str], min_words: int = 25, max_input_words: int = 250
+) -> list[dict]:
+    """One conversation per well-documented public object of `packages`, sorted by id.
+
+    Rows are {"id": qualified name, "source": top-level package, "messages": [user/assistant turns]}. An object
+    is kept when its cleaned docstring has at least `min_words` words and neither its normalised summary nor
+    its normalised text was seen before, visiting shallow names first (numpy.ediff1d before numpy.ma.ediff1d),
+    then in name order. Open-book prompts quote at most `max_input_words` words of documentation. The task
+    comes from a hash of the id, so the output depends only on the Python and package versions.
+    """
+    candidates: dict[str, tuple[str, object]] = {}
+    for package in packages:
+        for qualname, obj in _collect(package).items():
+            candidates.setdefault(qualname, (package, obj))
+    seen_objects: set[int] = set()  # every object stays referenced by `candidates`, so ids stay unique
+    seen_keys: set[str] = set()
+    rows = []
+    for qualname in sorted(candidates, key=lambda q: (q.count("."), q)):
+        package, obj = candidates[qualname]
+        doc = getattr(obj, "__doc__", None)
+        if id(obj) in seen_objects or not isinstance(doc, str) or len(doc.split()) < min_words:
+            continue
+        seen_objects.add(id(obj))
+        if inspect.isclass(obj) and any(doc == getattr(base, "__doc__", None) for base in obj.__mro__[1:]):
+            continue
+        parsed = parse_docstring(doc)
+        if parsed is None or len(parsed.text.split()) < min_words:
+            continue
+        keys = {"s:" + _normalise(parsed.paragraphs[0], qualname), "t:" + _normalise(parsed.text, qualname)}
+        if keys & seen_keys:
+            continue
+        seen_keys |= keys - {"s:", "t:"}
+        rows.append(make_conversation(qualname, package, parsed, max_input_words))
+    return sorted(rows, key=lambda row: row["id"])

