@@ -1,0 +1,110 @@
+"""The whole pipeline through DVC, on a tiny config with the real embedded model:
+`dvc repro`, then `dvc exp run -S lr=1e-4`, `dvc metrics diff` and `dvc exp show`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO
+
+TINY = {
+    "data": {"builtin_packages": ["json", "collections", "statistics", "textwrap", "string"], "eval_examples": 4,
+             "max_train_examples": 16, "test_size": 0.2},
+    "train": {"max_seq_length": 256},
+    "evaluate": {"max_new_tokens": 16, "batch_size": 4},
+}
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).with_name("dvc")), *args], cwd, check)
+
+
+def deep_update(target: dict, update: dict) -> dict:
+    for key, value in update.items():
+        target[key] = deep_update(target.get(key, {}), value) if isinstance(value, dict) else value
+    return target
+
+
+@pytest.fixture(scope="module")
+def lab_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git + DVC repository holding the lab's code and a tiny params.yaml."""
+    root = tmp_path_factory.mktemp("lab")
+    for name in ("dvc.yaml", "stages", "lab"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, root / name)
+    params = deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    dvc("init", "-q", cwd=root)
+    dvc("config", "core.analytics", "false", cwd=root)
+    return root
+
+
+def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
+    # 1. The full pipeline.
+    dvc("repro", cwd=lab_copy)
+    metrics = lab_copy / "metrics"
+    for name in ("data.json", "train.json", "eval_base.json", "eval_finetuned.json", "report.md"):
+        assert (metrics / name).is_file(), name
+    base = json.loads((metrics / "eval_base.json").read_text())
+    train = json.loads((metrics / "train.json").read_text())
+    assert base["examples"] == 4 and 0.0 <= base["rougeL"] <= 1.0
+    assert train["ran"] == {**train["ran"], "backend": "hf", "device": "cpu", "quantization": "none"}
+    assert train["steps"] == 2  # 16 examples / (batch 2 x grad-accum 4)
+    report = (metrics / "report.md").read_text()
+    assert f"| ROUGE-L F1 | {base['rougeL']:.4f} |" in report
+    assert all((metrics / "plots" / f"{p}.png").stat().st_size > 0 for p in ("rouge", "lengths", "loss"))
+    assert len((metrics / "predictions" / "finetuned.jsonl").read_text().splitlines()) == 4
+    run(["git", "add", "-A"], lab_copy)
+    run(["git", "commit", "-qm", "baseline"], lab_copy)
+
+    # 2. An experiment with another learning rate: prepare and the base evaluation come from the cache.
+    result = dvc("exp", "run", "-S", "lr=1e-4", cwd=lab_copy)
+    assert "Stage 'prepare' didn't change, skipping" in result.stdout
+    assert "Stage 'evaluate_base' didn't change, skipping" in result.stdout
+    assert "Running stage 'train'" in result.stdout and "Running stage 'evaluate_finetuned'" in result.stdout
+    assert yaml.safe_load((lab_copy / "params.yaml").read_text())["lr"] == pytest.approx(1e-4)
+
+    # 3. Comparing the runs.
+    diff = json.loads(dvc("metrics", "diff", "--json", cwd=lab_copy).stdout)
+    assert "metrics/eval_finetuned.json" in diff and "rougeL" in diff["metrics/eval_finetuned.json"]
+    shown = dvc("exp", "show", "--csv", cwd=lab_copy).stdout
+    header = shown.splitlines()[0]
+    assert "metrics/eval_base.json:rougeL" in header and "metrics/eval_finetuned.json:rougeL" in header
+    assert "lr" in header
+
+
+def test_bad_data_fails_prepare_clearly_and_leaves_outputs_untouched(lab_copy: Path, tmp_path: Path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"conversations": [{"from": "human", "value": "hi"}]}) + "\n")
+    before = {p: p.read_bytes() for p in (lab_copy / "data").glob("*.jsonl")}
+    params = yaml.safe_load((lab_copy / "params.yaml").read_text())
+    params["data"]["source"] = str(bad)
+    config = tmp_path / "params.yaml"
+    config.write_text(yaml.safe_dump(params))
+    shutil.copy(config, lab_copy / "params.yaml")
+    result = run([sys.executable, "stages/prepare.py"], lab_copy, check=False)
+    assert result.returncode != 0
+    assert "invalid row(s)" in result.stderr and "no_assistant_turn: 1 row(s), e.g. row 0" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert before and before == {p: p.read_bytes() for p in (lab_copy / "data").glob("*.jsonl")}
