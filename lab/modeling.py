@@ -76,7 +76,9 @@ def materialize_base_model(base: str, out_dir: Path) -> dict[str, Any]:
             model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
             tokenizer = AutoTokenizer.from_pretrained(base)
         except OSError as error:
-            raise FileNotFoundError(f"model.base {base!r}: not a local model directory or reachable Hub id ({error})")
+            raise FileNotFoundError(
+                f"model.base {base!r}: not a local model directory or reachable Hub id ({error})"
+            ) from None
         origin = base
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
@@ -133,10 +135,8 @@ def resolve_runtime(train: TrainConfig, cuda_available: bool | None = None, bf16
                 f"train.backend={backend} but unsloth does not import ({error}); "
                 "pip install -r requirements-gpu.txt, or set train.backend=hf"
             ) from None
-    if cuda_available:
-        dtype = "bfloat16" if bf16_supported else "float16"
-    else:
-        dtype = "float32"  # CPU autocast to bf16 is slower on most CPUs and changes the loss
+    # On CPU, float32: bf16 autocast gains ~10% there but changes the loss.
+    dtype = ("bfloat16" if bf16_supported else "float16") if cuda_available else "float32"
     return Runtime(backend=backend, device="cuda" if cuda_available else "cpu", dtype=dtype, quantization=quantization)
 
 

@@ -40,7 +40,8 @@ def length_table(base: dict[str, Any], finetuned: dict[str, Any]) -> str:
     lines = ["| Responses | Mean words | Median words |", "|---|---:|---:|"]
     lines += [f"| {label} | {stats['mean']:.1f} | {stats['median']:.1f} |" for label, stats in rows]
     lines.append(f"\nGenerations cut off at max_new_tokens={base['generation']['max_new_tokens']}: "
-                 f"base {base['hit_max_new_tokens_share']:.0%}, fine-tuned {finetuned['hit_max_new_tokens_share']:.0%}.")
+                 f"base {base['hit_max_new_tokens_share']:.0%}, "
+                 f"fine-tuned {finetuned['hit_max_new_tokens_share']:.0%}.")
     return "\n".join(lines)
 
 
@@ -53,8 +54,8 @@ def training_section(train: dict[str, Any]) -> str:
         f"- {train['data']['examples']} examples, {train['steps']} optimizer steps, {train['tokens_seen']:,} tokens "
         f"({train['data']['loss_tokens']:,} with a loss) in {train['runtime_s']:.0f} s: "
         f"{train['tokens_per_s']:.0f} tokens/s, peak memory {train['peak_memory_gib']:.2f} GiB.",
-        f"- Loss: first logged {train['first_loss']}, last logged {train['final_loss']}, "
-        f"mean over the run {train['train_loss']}.",
+        f"- Loss on assistant tokens, mean of the first quarter of steps {train['loss_first_quarter']}, "
+        f"of the last quarter {train['loss_last_quarter']}; mean over the run {train['train_loss']}.",
     ])
 
 

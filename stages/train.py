@@ -20,9 +20,9 @@ def train(config: LabConfig, base_dir: Path, train_file: Path, adapter_dir: Path
     """Fine-tune with LoRA and save the adapter; return the train metrics."""
     # 1. Resolve what runs here; with unsloth this imports it before transformers.
     runtime = resolve_runtime(config.train)
-    from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
+    from dvclive import Live
     from lab.training import load_trainable_model, peak_memory_gib, run_training, tokenize_for_training
 
     # 2. Model with LoRA adapters, and the tokenized conversations.
@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     metrics = train(load_config(), args.base, args.train_file, args.adapter, args.live_dir)
     write_json(args.metrics, metrics)
-    print(f"train: {metrics['steps']} steps, loss {metrics['first_loss']} -> {metrics['final_loss']}, "
+    print(f"train: {metrics['steps']} steps, loss {metrics['loss_first_quarter']} -> {metrics['loss_last_quarter']}, "
           f"{metrics['tokens_per_s']} tokens/s on {metrics['ran']['device']}")
 
 

@@ -57,6 +57,9 @@ def lab_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(["git", "init", "-q"], root)
     dvc("init", "-q", cwd=root)
     dvc("config", "core.analytics", "false", cwd=root)
+    # As in a clone: dvclive needs a commit to compare against.
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "lab"], root)
     return root
 
 
@@ -86,7 +89,7 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
     assert yaml.safe_load((lab_copy / "params.yaml").read_text())["lr"] == pytest.approx(1e-4)
 
     # 3. Comparing the runs.
-    diff = json.loads(dvc("metrics", "diff", "--json", cwd=lab_copy).stdout)
+    diff = json.loads(dvc("metrics", "diff", "--all", "--json", cwd=lab_copy).stdout)
     assert "metrics/eval_finetuned.json" in diff and "rougeL" in diff["metrics/eval_finetuned.json"]
     shown = dvc("exp", "show", "--csv", cwd=lab_copy).stdout
     header = shown.splitlines()[0]

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Driver for the lent GPU machine (project issue 3): installs the carried wheelhouse, then runs
+# the parts named as arguments, writing everything under $OUT.
+#
+#   usage: bash benchmarks/gpu_run.sh [pipeline] [eval] [train]   (from the repository root)
+#
+#   pipeline  the stage scripts on a random-weight SmolLM2-135M-architecture base, unsloth backend
+#             forced (4-bit QLoRA, adamw_8bit, bf16): metrics, predictions and report -> $OUT/pipeline.tgz
+#   eval      benchmarks/eval_throughput.py   -> $OUT/gpu_eval_throughput.json
+#   train     benchmarks/train_throughput.py  -> $OUT/gpu_train_throughput.json
+#
+# Needs, carried with the call: .whl/ (gpu-wheelhouse.sh --with-dvc, trl swapped for the pinned
+# 1.14.2, rouge-score 0.1.2) and .gpu_base/ (models/base's tokenizer and config files; head/ holds
+# HEAD's lab/ and stages/ as a fallback when the working tree's version of a stage fails).
+# The machine stops a command at 600 s: DEADLINE keeps each part inside what is left.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu_out}
+DEADLINE=${DEADLINE:-570}
+mkdir -p "$OUT"
+left() { echo $((DEADLINE - SECONDS)); }
+say() { echo "== [$SECONDS s] $*"; }
+
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  || { say "wheel install failed"; exit 1; }
+export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# Nothing outside the machine can be reached: never let a library wait on the network.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+python3 -c "import importlib.metadata as m; print({n: m.version(n) for n in
+  ('torch','transformers','trl','peft','accelerate','bitsandbytes','unsloth','unsloth_zoo','datasets','dvclive')})"
+say "installed"
+
+# Run one stage script; if the working tree's version fails, retry it with HEAD's lab/ and stages/.
+stage() {
+  local name=$1; shift
+  local started=$SECONDS
+  if timeout "$(left)" python3 "stages/$name.py" "$@"; then
+    say "stage $name ok in $((SECONDS - started)) s"; return 0
+  fi
+  say "stage $name FAILED on the working tree; retrying with HEAD's code"
+  PYTHONPATH=$PWD/.gpu_base/head:/tmp/site timeout "$(left)" python3 ".gpu_base/head/stages/$name.py" "$@" \
+    && say "stage $name ok with HEAD's code"
+}
+
+pipeline() {
+  rm -rf metrics/predictions metrics/plots metrics/*.json metrics/report.md dvclive models/base models/adapter
+  # The embedded base is a 538 MB float32 file: build a random-weight bf16 model of its exact
+  # architecture here instead, with its real tokenizer (weights random: ROUGE is meaningless).
+  python3 - <<'PY' || return 1
+import json, shutil, torch
+from pathlib import Path
+from transformers import AutoConfig, AutoModelForCausalLM
+src, dst = Path(".gpu_base"), Path("models/base")
+torch.manual_seed(0)
+model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(src), dtype=torch.bfloat16)
+model.save_pretrained(dst)
+for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+    shutil.copy(src / name, dst / name)
+info = {"origin": "random init (seed 0) of SmolLM2-135M-Instruct's config", "architecture": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()), "dtype": "bfloat16"}
+(dst / "lab_origin.json").write_text(json.dumps(info))
+print(info)
+PY
+  # Force what `auto` resolves to on CUDA, so a silent fallback would show as a failure.
+  python3 -c "import yaml; p = yaml.safe_load(open('params.yaml')); p['train'].update(backend='unsloth',
+quantization='4bit'); yaml.safe_dump(p, open('params.yaml', 'w'), sort_keys=False); print(p['train'])"
+  stage prepare --data-dir data --metrics metrics/data.json || return 1
+  if ! stage train --base models/base --train-file data/train.jsonl --adapter models/adapter \
+      --live-dir dvclive --metrics metrics/train.json; then
+    say "unsloth training failed: running the rest on backend=hf (4-bit) so evaluate and report still run"
+    sed -i 's/^  backend: unsloth/  backend: hf/' params.yaml
+    stage train --base models/base --train-file data/train.jsonl --adapter models/adapter \
+      --live-dir dvclive --metrics metrics/train.json || return 1
+  fi
+  stage evaluate base --base models/base --eval-file data/eval.jsonl --out-dir metrics
+  stage evaluate finetuned --base models/base --adapter models/adapter --eval-file data/eval.jsonl --out-dir metrics
+  stage report --metrics-dir metrics --loss-curve dvclive/plots/metrics/train/loss.tsv
+  cat metrics/train.json
+}
+
+for part in "$@"; do
+  say "part $part ($(left) s left)"
+  case $part in
+    pipeline) pipeline || say "pipeline stopped"
+              tar czf "$OUT/pipeline.tgz" --ignore-failed-read metrics dvclive params.yaml models/base/lab_origin.json ;;
+    eval) timeout "$(left)" python3 benchmarks/eval_throughput.py --out "$OUT/gpu_eval_throughput.json" \
+            || say "eval benchmark failed" ;;
+    train) timeout "$(left)" python3 benchmarks/train_throughput.py --out "$OUT/gpu_train_throughput.json" \
+             || say "train benchmark failed" ;;
+    *) say "unknown part $part" ;;
+  esac
+done
+say "done"

@@ -1,0 +1,40 @@
+"""Batched greedy generation on the real embedded model."""
+
+from lab.generation import encode_prompts, generate
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What does `numpy.argsort` do?"}],
+    [{"role": "user", "content": "Summarise: " + "Return a sorted copy of an array along the given axis. " * 6}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+     {"role": "user", "content": "What is 2 + 2?"}],
+]
+
+
+def test_batched_generation_equals_one_at_a_time(base_model, tokenizer):
+    """Left padding must not change what greedy decoding produces."""
+    batched, timing = generate(base_model, tokenizer, CONVERSATIONS, batch_size=3, max_new_tokens=12,
+                               max_input_tokens=1024)
+    single = [generate(base_model, tokenizer, [c], batch_size=1, max_new_tokens=12, max_input_tokens=1024)[0][0]
+              for c in CONVERSATIONS]
+    assert [b["prediction"] for b in batched] == [s["prediction"] for s in single]
+    assert all(b["prediction"] for b in batched)
+    assert timing["new_tokens"] == sum(b["new_tokens"] for b in batched) > 0
+
+
+def test_results_keep_input_order_and_flag_the_token_limit(base_model, tokenizer):
+    results, _ = generate(base_model, tokenizer, CONVERSATIONS, batch_size=2, max_new_tokens=4, max_input_tokens=1024)
+    assert len(results) == 3
+    assert all(r["new_tokens"] <= 4 for r in results)
+    assert any(r["hit_max_new_tokens"] for r in results)
+    assert results[1]["prompt_tokens"] > results[0]["prompt_tokens"]
+
+
+def test_long_prompts_are_left_truncated_and_flagged_not_dropped(tokenizer):
+    prompts = encode_prompts(tokenizer, CONVERSATIONS, max_input_tokens=40)
+    full = encode_prompts(tokenizer, CONVERSATIONS, max_input_tokens=10_000)
+    assert len(prompts) == 3
+    long = prompts[1]
+    assert long["prompt_truncated"] and len(long["input_ids"]) == 40
+    # The end of the prompt (the question and the generation prompt) is what survives.
+    assert long["input_ids"] == full[1]["input_ids"][-40:]
+    assert not prompts[0]["prompt_truncated"]
