@@ -69,7 +69,9 @@ class EvaluateConfig:
     max_new_tokens: int = 256
     batch_size: int = 16
     max_input_tokens: int = 1024
+    rouge_types: list[str] = field(default_factory=lambda: ["rouge1", "rouge2", "rougeL"])
     rouge_use_stemmer: bool = True
+    rouge_tokenizer: str = "default"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,11 @@ def validate(config: LabConfig) -> LabConfig:
     _check(train.lora.r > 0 and train.lora.alpha > 0, "train.lora.r and train.lora.alpha must be positive")
     _check(0.0 <= train.lora.dropout < 1.0, f"train.lora.dropout must be in [0, 1), got {train.lora.dropout}")
     _check(bool(train.lora.target_modules), "train.lora.target_modules must not be empty")
+    known_rouge = {"rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum"}
+    _check(bool(ev.rouge_types) and set(ev.rouge_types) <= known_rouge,
+           f"evaluate.rouge_types must be a non-empty subset of {sorted(known_rouge)}, got {ev.rouge_types}")
+    _check(ev.rouge_tokenizer in {"default", "whitespace"},
+           f"evaluate.rouge_tokenizer must be default|whitespace, got {ev.rouge_tokenizer!r}")
     for name in ("max_new_tokens", "batch_size", "max_input_tokens"):
         _check(getattr(ev, name) > 0, f"evaluate.{name} must be positive, got {getattr(ev, name)}")
     return config

@@ -17,11 +17,9 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 
-import docstring_parser
-from docstring_parser import DocstringStyle
+from lab.docparse import ParsedDoc, cap_words, fit_words, parse_docstring, sentences
 
 # Explicit submodules for big packages: a pkgutil walk would import deprecated, internal or slow modules
 # (numpy.distutils, numpy.matlib, pandas.core...). Other packages get their public top-level submodules.
@@ -35,31 +33,12 @@ SKIP_MODULES = (".tests", "._", "conftest", "testing", "__main__")
 CLOSED_SHARE = 0.25
 OPEN_WEIGHTS = {"summary": 0.45, "params": 0.40, "examples": 0.15}
 MAX_PARAMS = 6
-PARAM_KINDS = ("param", "parameter", "arg", "argument", "key", "keyword")
 
 # Container names masked before dedup, so pandas' templated docstrings that differ only in "Series" and
 # "DataFrame" (and numpy's array / masked-array twins) collapse; a generic leading verb likewise.
 _MASK = re.compile(r"\b(data ?frames?|series|(multi ?)?index(es)?|frames?|((nd|masked) ?)?arrays?|objects?)\b")
 _VERB = re.compile(r"^(returns?|gets?|computes?) ")
 _STOPWORDS = {"a", "an", "the", "of", "in", "on", "to", "for", "and", "or", "is", "be", "this"}
-_SENTENCE = re.compile(r"(?<!e\.g\.)(?<!i\.e\.)(?<!\bcf\.)(?<!\bvs\.)(?<=[.!?])\s+(?=[A-Z0-9`(\"'])")
-_SIGNATURE = re.compile(r"[\w.]+\(.*\)(\s*->.*)?", re.S)  # "add(x1, x2, /, out=None, ...)" atop C docstrings
-_DIRECTIVE = re.compile(r"\s*\.\. (\[\w+\]|_[^:]+:|[\w:-]+::)")  # directives, footnotes, link targets
-_RULE = re.compile(r"^(?=.*[=~^*#+-]{3})[=~^*#+|\s-]+$", re.M)  # reST title lines and table borders
-_NUMPY_HEADER = re.compile(r"^(\w[\w ]*)\n-{3,}[ \t]*$", re.M)
-_GOOGLE_HEADER = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Examples?|Attributes|Notes?):[ \t]*$", re.M)
-
-
-@dataclass
-class ParsedDoc:
-    """The pieces of one cleaned docstring that the tasks are built from."""
-
-    text: str  # the whole cleaned docstring
-    paragraphs: list[str]  # prose paragraphs of the description, whitespace collapsed; [0] is the summary
-    params: list[tuple[str, str, str]]  # (name, type, description) with a non-empty description
-    examples: str  # the Examples section with a doctest in it, dedented; "" if none
-    code: str  # the first doctest statements with their output; "" if none
-
 
 def package_versions(packages: Sequence[str]) -> dict[str, str]:
     """The version each package's docstrings came from: its distribution's, or Python's for stdlib modules."""
@@ -75,125 +54,11 @@ def package_versions(packages: Sequence[str]) -> dict[str, str]:
     return versions
 
 
-def _sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE.split(text) if s] or [text]
-
-
-def _fit(items: list[str], max_words: int) -> list[str]:
-    """The longest prefix of `items` with at most `max_words` words in all (at least the first item)."""
-    total = 0
-    for i, item in enumerate(items):
-        total += len(item.split())
-        if i and total > max_words:
-            return items[:i]
-    return items
-
-
-def _cap(text: str, max_words: int) -> str:
-    """Whole sentences of `text` up to `max_words` words (at least the first one, word-cut if longer)."""
-    sentences = _sentences(text)
-    # A sentence ending in ":" introduces a list or code block that is not kept, so it ends the text.
-    sentences = sentences[: next((i for i, s in enumerate(sentences) if i and s.endswith(":")), None)]
-    words = " ".join(_fit(sentences, max_words)).split()
-    return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
-
-
-def _drop_directives(text: str) -> str:
-    """Remove reST directive blocks (versionadded, deprecated, warning, math, plot...) and footnotes."""
-    kept: list[str] = []
-    block_indent = -1
-    for line in text.splitlines():
-        indent = len(line) - len(line.lstrip())
-        if block_indent >= 0 and (not line.strip() or indent > block_indent):
-            continue
-        block_indent = indent if _DIRECTIVE.match(line) else -1
-        if block_indent < 0:
-            kept.append(line)
-    return "\n".join(kept)
-
-
-def _clean(doc: str) -> str:
-    """Dedent a docstring and strip reST/numpydoc markup, keeping its line structure."""
-    text = inspect.cleandoc(doc).replace("\r", "")
-    first, _, rest = text.partition("\n\n")
-    text = _drop_directives(rest if _SIGNATURE.fullmatch(first.strip()) else text)
-    # :func:`~a.b` -> `b`, :ref:`text <label>` -> `text`, :meth:`a.b` -> `a.b`
-    text = re.sub(r":[\w:]+:`(~?)([^`<]*?)\s*(<[^>]*>)?`", lambda m: f"`{m[2].split('.')[-1] if m[1] else m[2]}`", text)
-    text = re.sub(r"`([^`<]+?)\s*(<[^>]+>)?`_+", r"\1", text)  # links -> their text
-    text = re.sub(r"\s*<https?://[^>]+>", "", text)
-    text = re.sub(r"``([^`]+)``", r"`\1`", text).replace("\\*", "*")
-    text = re.sub(r"\*\*([^*]+)\*\*", r"\1", re.sub(r"\s*\[\w+\]_", "", text))  # bold, footnote references
-    text = re.sub(r"[ \t]*#\s*(doctest:.*|may vary|random)[ \t]*$", "", text, flags=re.M)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-def _section(text: str, name: str) -> str:
-    """The body of the numpydoc or Google section called `name` (or its singular), dedented."""
-    for header in (_NUMPY_HEADER, _GOOGLE_HEADER):
-        heads = list(header.finditer(text))
-        for i, head in enumerate(heads):
-            if head.group(1) in (name, name.rstrip("s")):
-                return inspect.cleandoc(text[head.end() : heads[i + 1].start() if i + 1 < len(heads) else None])
-    return ""
-
-
-def _first_doctest(text: str, max_lines: int = 15) -> str:
-    """The first run of doctest statements with their output: whole statements, up to `max_lines` lines."""
-    units: list[list[str]] = []
-    for line in inspect.cleandoc(text[text.find(">>>") :]).splitlines() if ">>>" in text else []:
-        line = line.rstrip()
-        if line.startswith(">>>"):
-            units.append([line])
-        elif units and line and not (units[-1][-1] == "" and line[0].isalpha()):
-            units[-1].append("" if line.strip() == "<BLANKLINE>" else line)
-        elif units and not line:
-            units[-1].append("")  # ends the output; prose after it ends the run
-        elif units:
-            break
-    kept: list[str] = []
-    for unit in units:
-        unit = [line for line in unit if line] or unit
-        if kept and len(kept) + len(unit) > max_lines:
-            break
-        kept += unit
-    return "\n".join(kept) if len(kept) <= 2 * max_lines else ""
-
-
-def parse_docstring(doc: str) -> ParsedDoc | None:
-    """Clean and split a raw docstring; None when it has no usable summary."""
-    text = _clean(doc)
-    # One explicit style instead of docstring_parser's AUTO, which parses every docstring four times.
-    style = DocstringStyle.REST  # also right for plain prose, which every style parses the same way
-    if _NUMPY_HEADER.search(text):
-        style = DocstringStyle.NUMPYDOC
-    elif _GOOGLE_HEADER.search(text):
-        style = DocstringStyle.GOOGLE
-    try:
-        parsed = docstring_parser.parse(text, style)
-    except docstring_parser.ParseError:
-        return None
-    # Prose only: no indented literal blocks, doctests, titles, tables or "Example::" stubs.
-    paragraphs = [
-        " ".join(p.split())
-        for p in re.split(r"\n\s*\n", parsed.description or "")
-        if p.strip() and not p[0].isspace() and not p.startswith(">>>") and not _RULE.search(p)
-        and not p.rstrip().endswith("::")
-    ]
-    paragraphs = [p if p[-1] in ".!?:" else p + "." for p in paragraphs]  # else joined paragraphs run on
-    if not paragraphs or len(paragraphs[0].split()) < 3:
-        return None
-    params = [(p.arg_name, ", ".join(filter(None, [p.type_name, "optional" if p.is_optional else ""])),
-               " ".join((p.description or "").split())) for p in parsed.params if p.args[0] in PARAM_KINDS]
-    examples = _section(text, "Examples")
-    examples = examples if ">>>" in examples and _first_doctest(examples) else ""
-    code = _first_doctest(examples or text)
-    return ParsedDoc(text, paragraphs, [p for p in params if p[2]], examples.replace("<BLANKLINE>", ""), code)
-
 
 def _short_answer(doc: ParsedDoc) -> str:
     """The summary paragraph's first sentence or two; one more sentence when that is very short."""
-    answer = _cap(doc.paragraphs[0], 45)
-    extra = _sentences(doc.paragraphs[1])[0] if len(doc.paragraphs) > 1 else ":"
+    answer = cap_words(doc.paragraphs[0], 45)
+    extra = sentences(doc.paragraphs[1])[0] if len(doc.paragraphs) > 1 else ":"
     if len(answer.split()) < 15 and len(f"{answer} {extra}".split()) <= 50 and not extra.endswith(":"):
         answer = f"{answer} {extra}"
     return answer
@@ -204,14 +69,14 @@ def _param_list(short: str, params: list[tuple[str, str, str]]) -> str:
     lines = []
     for name, _, desc in params:
         desc = re.split(r" [*-] ", desc)[0].lstrip("*- ") or desc  # text before a bullet list
-        lines.append(f"- `{name}`: {_cap(_sentences(desc)[0], 25)}")
+        lines.append(f"- `{name}`: {cap_words(sentences(desc)[0], 25)}")
     return f"`{short}` takes:\n" + "\n".join(lines)
 
 
 def _render_params(doc: ParsedDoc, max_words: int) -> tuple[str, list[tuple[str, str, str]]]:
     """The first parameters as numpydoc text ("name : type" + indented description), up to `max_words`."""
-    blocks = [f"{name} : {type_}\n    {_cap(desc, 60)}" for name, type_, desc in doc.params[:MAX_PARAMS]]
-    blocks = _fit([block.replace(" : \n", "\n") for block in blocks], max_words)
+    blocks = [f"{name} : {type_}\n    {cap_words(desc, 60)}" for name, type_, desc in doc.params[:MAX_PARAMS]]
+    blocks = fit_words([block.replace(" : \n", "\n") for block in blocks], max_words)
     return "\n".join(blocks), doc.params[: len(blocks)]
 
 
@@ -241,7 +106,7 @@ def make_conversation(qualname: str, source: str, doc: ParsedDoc, max_input_word
     task = task or _pick_task(qualname, doc)
     short, name = qualname.rsplit(".", 1)[-1], f"`{qualname}`"
     if task == "closed":
-        turns = [f"What does {name} do?", _cap(" ".join(doc.paragraphs), 60)]
+        turns = [f"What does {name} do?", cap_words(" ".join(doc.paragraphs), 60)]
         follow_ups = [
             ("What parameters does it take?", _param_list(short, doc.params[:MAX_PARAMS])) if doc.params else (),
             ("Can you show an example?", f"```python\n{doc.code}\n```") if doc.code else (),
@@ -251,7 +116,7 @@ def make_conversation(qualname: str, source: str, doc: ParsedDoc, max_input_word
         if follow_ups and point < 0.5:  # half the closed-book rows that can be get one follow-up turn
             turns += follow_ups[int(point * 4) % len(follow_ups)]
     elif task == "summary":
-        context = "\n\n".join(_fit([_cap(p, max_input_words) for p in doc.paragraphs[1:]], max_input_words))
+        context = "\n\n".join(fit_words([cap_words(p, max_input_words) for p in doc.paragraphs[1:]], max_input_words))
         turns = [f"Here is part of the documentation of {name}:\n\n{context}\n\n"
                  "Summarise what it does in one or two sentences.", _short_answer(doc)]
     elif task == "params":
@@ -259,7 +124,7 @@ def make_conversation(qualname: str, source: str, doc: ParsedDoc, max_input_word
         turns = [f"Here is the Parameters section of the documentation of {name}:\n\n{rendered}\n\n"
                  "List each parameter with a one-line description.", _param_list(short, kept)]
     else:
-        quoted = "\n".join(_fit(doc.examples.splitlines(), max_input_words)).strip()
+        quoted = "\n".join(fit_words(doc.examples.splitlines(), max_input_words)).strip()
         turns = [f"Here are the examples from the documentation of {name}:\n\n{quoted}\n\n"
                  f"Explain what these examples show about {name}.",
                  f"They show how to use `{short}`. {_short_answer(doc)}"]

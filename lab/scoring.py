@@ -6,19 +6,40 @@ import statistics
 from typing import Any
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+KNOWN_ROUGE_TYPES = ("rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum")
+ROUGE_TOKENIZERS = ("default", "whitespace")
 
 
-def rouge_scores(predictions: list[str], references: list[str], use_stemmer: bool) -> list[dict[str, dict]]:
-    """Per-example ROUGE precision, recall and F-measure, exactly as rouge-score computes them."""
+class WhitespaceTokenizer:
+    """Lowercased whitespace tokens: keeps code tokens like `np.sort(a)` whole, unlike rouge-score's
+    default, which replaces every non-alphanumeric character with a space."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.lower().split()
+
+
+def make_scorer(rouge_types: tuple[str, ...] = ROUGE_TYPES, use_stemmer: bool = True, tokenizer: str = "default"):
+    """rouge-score's RougeScorer with the configured types, stemming and tokenizer."""
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    if tokenizer not in ROUGE_TOKENIZERS:
+        raise ValueError(f"unknown ROUGE tokenizer {tokenizer!r}; known: {ROUGE_TOKENIZERS}")
+    # rougeLsum takes each line as a sentence. (split_summaries=True would need NLTK's punkt data,
+    # a download that an offline machine cannot make.)
+    return rouge_scorer.RougeScorer(list(rouge_types), use_stemmer=use_stemmer, split_summaries=False,
+                                    tokenizer=WhitespaceTokenizer() if tokenizer == "whitespace" else None)
+
+
+def rouge_scores(predictions: list[str], references: list[str], use_stemmer: bool = True,
+                 rouge_types: tuple[str, ...] = ROUGE_TYPES, tokenizer: str = "default") -> list[dict[str, dict]]:
+    """Per-example ROUGE precision, recall and F-measure, exactly as rouge-score computes them."""
+    scorer = make_scorer(rouge_types, use_stemmer, tokenizer)
     scored = []
     for prediction, reference in zip(predictions, references, strict=True):
         # rouge-score's signature is score(target, prediction): the reference comes first.
         result = scorer.score(reference, prediction)
         scored.append({name: {"precision": round(result[name].precision, 6), "recall": round(result[name].recall, 6),
-                              "fmeasure": round(result[name].fmeasure, 6)} for name in ROUGE_TYPES})
+                              "fmeasure": round(result[name].fmeasure, 6)} for name in rouge_types})
     return scored
 
 
@@ -35,12 +56,13 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean ROUGE F-measures (top-level keys, for `dvc metrics diff`), precision/recall, lengths."""
     if not rows:
         raise ValueError("no predictions to aggregate")
+    rouge_types = list(rows[0]["scores"])
     summary: dict[str, Any] = {
-        name: round(statistics.fmean(r["scores"][name]["fmeasure"] for r in rows), 4) for name in ROUGE_TYPES
+        name: round(statistics.fmean(r["scores"][name]["fmeasure"] for r in rows), 4) for name in rouge_types
     }
     for part in ("precision", "recall"):
         summary[part] = {name: round(statistics.fmean(r["scores"][name][part] for r in rows), 4)
-                         for name in ROUGE_TYPES}
+                         for name in rouge_types}
     summary["words"] = {
         "prediction": word_length_stats([r["prediction"] for r in rows]),
         "reference": word_length_stats([r["reference"] for r in rows]),

@@ -28,14 +28,14 @@ def evaluate(config: LabConfig, model: Any, tokenizer: Any, examples: list[dict]
     outputs, timing = generate(model, tokenizer, [e["input"] for e in examples],
                                ev.batch_size, ev.max_new_tokens, ev.max_input_tokens)
     scores = rouge_scores([o["prediction"] for o in outputs], [e["reference"] for e in examples],
-                          ev.rouge_use_stemmer)
+                          ev.rouge_use_stemmer, tuple(ev.rouge_types), ev.rouge_tokenizer)
     rows = [{**example, **output, "scores": score} for example, output, score in zip(examples, outputs, scores,
                                                                                       strict=True)]
     metrics = aggregate(rows)
     metrics["generation"] = {**timing, "batch_size": ev.batch_size, "max_new_tokens": ev.max_new_tokens,
                              "greedy": True}
-    metrics["rouge_config"] = {"types": ["rouge1", "rouge2", "rougeL"], "use_stemmer": ev.rouge_use_stemmer,
-                               "tokenizer": "rouge_score default (lowercase, alphanumeric tokens)"}
+    metrics["rouge_config"] = {"types": ev.rouge_types, "use_stemmer": ev.rouge_use_stemmer,
+                               "tokenizer": ev.rouge_tokenizer}
     return rows, metrics
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab.docparse import parse_docstring
 from lab.docstrings import (
     _inherited,
     _normalise,
     build_docstring_conversations,
     make_conversation,
     package_versions,
-    parse_docstring,
 )
 
 PACKAGES = ["numpy", "pandas", "json", "collections", "pathlib", "itertools", "functools", "re", "statistics",

@@ -53,3 +53,15 @@ def test_relative_change_and_table_come_from_the_numbers():
     table = rouge_table(base, tuned)
     assert "| ROUGE-1 F1 | 0.2000 | 0.2500 | +0.0500 | +25.0% |" in table
     assert "| ROUGE-2 F1 | 0.0500 | 0.0400 | -0.0100 | -20.0% |" in table
+
+
+def test_rougelsum_and_the_whitespace_tokenizer_match_rouge_score():
+    from lab.scoring import WhitespaceTokenizer
+
+    prediction, reference = "Sort it.\nUse np.sort(a).", "Sorts an array.\nCall np.sort(a) here."
+    ours = rouge_scores([prediction], [reference], True, ("rougeLsum",), "whitespace")[0]
+    scorer = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=True,
+                                      tokenizer=WhitespaceTokenizer())
+    assert ours["rougeLsum"]["fmeasure"] == pytest.approx(scorer.score(reference, prediction)["rougeLsum"].fmeasure)
+    default = rouge_scores([prediction], [reference], True, ("rouge1",))[0]["rouge1"]["fmeasure"]
+    assert default != rouge_scores([prediction], [reference], True, ("rouge1",), "whitespace")[0]["rouge1"]["fmeasure"]
