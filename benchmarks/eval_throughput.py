@@ -6,14 +6,15 @@ usage: python benchmarks/eval_throughput.py [--out benchmarks/results/gpu_eval_t
 min_new_tokens=256 so that every sequence runs full length (random weights rarely emit EOS, but
 the figure must not depend on it). Variants: one prompt at a time; one batch of 100 with the
 default dynamic KV cache; one batch of 100 with a static KV cache, for which transformers compiles
-the decode step (torch.compile, CUDA graphs) on the first call, timed separately. A fresh process
-then compiles again to show what a second evaluate stage pays with the on-disk compile cache warm.
+the decode step (torch.compile, CUDA graphs) on the first call, timed separately. Fresh processes
+then show what an evaluate stage pays on its first batch (each stage is its own process).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -57,7 +58,8 @@ def timed_generate(model: Any, prompts: list[list[int]], new_tokens: int = NEW_T
 
     pad = LLAMA_3B["pad_token_id"]
     ids, masks = left_pad(prompts, pad)
-    inputs = {"input_ids": torch.tensor(ids, device="cuda"), "attention_mask": torch.tensor(masks, device="cuda")}
+    inputs = {"input_ids": torch.tensor(ids, device=model.device),
+              "attention_mask": torch.tensor(masks, device=model.device)}
     torch.cuda.synchronize()
     started = time.perf_counter()
     with torch.inference_mode():
@@ -73,14 +75,42 @@ def figures(seconds: float, sequences: int) -> dict[str, Any]:
             "tokens_per_s": round(sequences * NEW_TOKENS / seconds, 1)}
 
 
-def static_only(seed: int) -> dict[str, Any]:
-    """A fresh process's first static-cache batch: the compile a second evaluate stage pays."""
+def fresh_process(cache: str, seed: int, cudnn_sdp: bool = True) -> dict[str, Any]:
+    """What an evaluate stage pays: a new process's first batch of 100 (allocator growth, kernel
+    selection and, for the static cache, the compile), then a second identical batch."""
+    import torch
+
+    # cuDNN's attention builds an execution plan for every new shape; the dynamic cache makes a
+    # new key length at every step, so the first pass over a batch can pay that 256 times.
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_sdp)
     model, _ = build_random_llama(LLAMA_3B, seed=0)
     prompts = make_prompts(seed)
-    first, _ = timed_generate(model, prompts, cache_implementation="static")
-    second, _ = timed_generate(model, prompts, cache_implementation="static")
+    extra = {"cache_implementation": "static"} if cache == "static" else {}
+    first, _ = timed_generate(model, prompts, **extra)
+    second, _ = timed_generate(model, prompts, **extra)
     return {"first_call_s": round(first, 2), "second_call_s": round(second, 2),
-            "compile_s": round(first - second, 2)}
+            "first_call_overhead_s": round(first - second, 2)}
+
+
+def run_fresh(cache: str, seed: int, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--fresh", cache, "--seed", str(seed)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    return {**json.loads(lines[-1].removeprefix("RESULT ")), **env} if lines else {"error": done.stderr[-3000:]}
+
+
+def pipeline_estimates(results: dict[str, Any]) -> dict[str, float]:
+    """Two evaluate stages, each a fresh process: sums of measured first calls (compile included)."""
+    fresh = results.get("fresh_process", {})
+    out = {}
+    for name in ("dynamic", "dynamic_expandable_segments"):
+        if "first_call_s" in fresh.get(name, {}):
+            out[f"two_processes_{name}"] = round(2 * fresh[name]["first_call_s"], 1)
+    if "first_call_s" in fresh.get("static_warm_compile_cache", {}):
+        cold = results["batched_static"]["first_call_s"]  # the compile with an empty cache
+        out["two_processes_static_cold_then_warm_cache"] = round(cold + fresh["static_warm_compile_cache"]
+                                                                 ["first_call_s"], 1)
+    return out
 
 
 def make_prompts(seed: int) -> list[list[int]]:
@@ -96,11 +126,12 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=10,
                         help="prompts run one at a time (100 would take ~10 minutes of device time)")
     parser.add_argument("--seed", type=int, default=3407)
-    parser.add_argument("--static-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--no-second-process", action="store_true")
+    parser.add_argument("--fresh", choices=["dynamic", "static"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-fresh-processes", action="store_true")
+    parser.add_argument("--no-cudnn-sdp", action="store_true", help="with --fresh: SDPA without cuDNN's backend")
     args = parser.parse_args()
-    if args.static_only:
-        print("RESULT " + json.dumps(static_only(args.seed)), flush=True)
+    if args.fresh:
+        print("RESULT " + json.dumps(fresh_process(args.fresh, args.seed, not args.no_cudnn_sdp)), flush=True)
         return
 
     import torch
@@ -143,12 +174,16 @@ def main() -> None:
                                                                                                  strict=True)),
         "single_vs_batched_identical": sum(a == b for a, b in zip(single_out, ref, strict=False)) / args.single,
     }
-    if not args.no_second_process:
-        done = subprocess.run([sys.executable, __file__, "--static-only", "--seed", str(args.seed)],
-                              capture_output=True, text=True, timeout=300)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        results["batched_static"]["second_process"] = (json.loads(lines[-1].removeprefix("RESULT ")) if lines
-                                                       else {"error": done.stderr[-3000:]})
+    if not args.no_fresh_processes:
+        # Each evaluate stage is its own process; the static one finds the on-disk compile cache
+        # that the compile above filled. expandable_segments lets the caching allocator grow one
+        # mapping instead of calling cudaMalloc for every larger KV-cache tensor the dynamic cache makes.
+        expandable = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+        results["fresh_process"] = {
+            "dynamic": run_fresh("dynamic", args.seed, {}),
+            "dynamic_expandable_segments": run_fresh("dynamic", args.seed, expandable),
+            "static_warm_compile_cache": run_fresh("static", args.seed, {}),
+        }
 
     per_100 = {name: PROMPTS * NEW_TOKENS / results[name]["tokens_per_s"] for name in
                ("one_at_a_time", "batched", "batched_static")}
@@ -160,11 +195,12 @@ def main() -> None:
         "gpu": machine.get("gpu"), "machine": machine, "parameters": parameters,
         "variants": results,
         # A base-vs-fine-tuned evaluation generates twice for the same prompts with the same architecture
-        # (the adapter is merged); static adds each process's compile (second_process shows the warm one).
+        # (the adapter is merged): steady figures x 2, then what two evaluate processes pay (fresh_process).
         "seconds_200_generations": {
             "one_at_a_time_projected": round(2 * per_100["one_at_a_time"], 1),
-            "batched": round(2 * per_100["batched"], 1),
-            "batched_static_without_compile": round(2 * per_100["batched_static"], 1),
+            "batched_steady": round(2 * per_100["batched"], 1),
+            "batched_static_steady": round(2 * per_100["batched_static"], 1),
+            **pipeline_estimates(results),
         },
         "fastest": min(per_100, key=per_100.get),
         "torch": torch.__version__,
@@ -173,7 +209,8 @@ def main() -> None:
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps({k: payload[k] for k in ("gpu", "seconds_200_generations", "fastest")}))
     print(json.dumps({k: {f: v.get(f) for f in ("tokens_per_s", "seconds", "first_call_s", "compile_s")}
-                      for k, v in results.items() if k != "agreement"}))
+                      for k, v in results.items() if k not in ("agreement", "fresh_process")}))
+    print(json.dumps(results.get("fresh_process")))
 
 
 if __name__ == "__main__":

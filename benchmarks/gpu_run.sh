@@ -7,17 +7,19 @@
 #   pipeline  the stage scripts on a random-weight SmolLM2-135M-architecture base, unsloth backend
 #             forced (4-bit QLoRA, adamw_8bit, bf16): metrics, predictions and report -> $OUT/pipeline.tgz
 #   eval      benchmarks/eval_throughput.py   -> $OUT/gpu_eval_throughput.json
-#   train     benchmarks/train_throughput.py  -> $OUT/gpu_train_throughput.json
+#   train     benchmarks/train_throughput.py  -> $OUT/gpu_train_throughput.json (the lab's batch 2 x 4)
+#   train_b8  the same at batch 8 x 1         -> $OUT/gpu_train_throughput_b8x1.json
 #
 # Needs, carried with the call: .whl/ (gpu-wheelhouse.sh --with-dvc, trl swapped for the pinned
 # 1.14.2, rouge-score 0.1.2) and .gpu_base/ (models/base's tokenizer and config files; head/ holds
-# HEAD's lab/ and stages/ as a fallback when the working tree's version of a stage fails).
+# `git archive HEAD lab stages params.yaml`, the fallback when the working tree's pipeline fails).
 # The machine stops a command at 600 s: DEADLINE keeps each part inside what is left.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
 DEADLINE=${DEADLINE:-570}
 mkdir -p "$OUT"
 left() { echo $((DEADLINE - SECONDS)); }
+cap() { local l; l=$(left); echo $((l < $1 ? l : $1)); }  # a hung stage must not starve the parts after it
 say() { echo "== [$SECONDS s] $*"; }
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -30,23 +32,17 @@ python3 -c "import importlib.metadata as m; print({n: m.version(n) for n in
   ('torch','transformers','trl','peft','accelerate','bitsandbytes','unsloth','unsloth_zoo','datasets','dvclive')})"
 say "installed"
 
-# Run one stage script; if the working tree's version fails, retry it with HEAD's lab/ and stages/.
+# Run one stage script of the tree in the current directory, timed.
 stage() {
-  local name=$1; shift
-  local started=$SECONDS
-  if timeout "$(left)" python3 "stages/$name.py" "$@"; then
-    say "stage $name ok in $((SECONDS - started)) s"; return 0
-  fi
-  say "stage $name FAILED on the working tree; retrying with HEAD's code"
-  PYTHONPATH=$PWD/.gpu_base/head:/tmp/site timeout "$(left)" python3 ".gpu_base/head/stages/$name.py" "$@" \
-    && say "stage $name ok with HEAD's code"
+  local name=$1 started=$SECONDS; shift
+  timeout "$(cap 240)" python3 "stages/$name.py" "$@" || { say "stage $name FAILED"; return 1; }
+  say "stage $name ok in $((SECONDS - started)) s"
 }
 
-pipeline() {
-  rm -rf metrics/predictions metrics/plots metrics/*.json metrics/report.md dvclive models/base models/adapter
+build_base() {
   # The embedded base is a 538 MB float32 file: build a random-weight bf16 model of its exact
   # architecture here instead, with its real tokenizer (weights random: ROUGE is meaningless).
-  python3 - <<'PY' || return 1
+  python3 - <<'PY'
 import json, shutil, torch
 from pathlib import Path
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -61,6 +57,11 @@ info = {"origin": "random init (seed 0) of SmolLM2-135M-Instruct's config", "arc
 (dst / "lab_origin.json").write_text(json.dumps(info))
 print(info)
 PY
+}
+
+# The stages, in dvc.yaml's order, on the tree in the current directory (models/base already there).
+stages() {
+  rm -rf metrics/predictions metrics/plots metrics/*.json metrics/report.md dvclive models/adapter
   # Force what `auto` resolves to on CUDA, so a silent fallback would show as a failure.
   python3 -c "import yaml; p = yaml.safe_load(open('params.yaml')); p['train'].update(backend='unsloth',
 quantization='4bit'); yaml.safe_dump(p, open('params.yaml', 'w'), sort_keys=False); print(p['train'])"
@@ -72,21 +73,47 @@ quantization='4bit'); yaml.safe_dump(p, open('params.yaml', 'w'), sort_keys=Fals
     stage train --base models/base --train-file data/train.jsonl --adapter models/adapter \
       --live-dir dvclive --metrics metrics/train.json || return 1
   fi
-  stage evaluate base --base models/base --eval-file data/eval.jsonl --out-dir metrics
-  stage evaluate finetuned --base models/base --adapter models/adapter --eval-file data/eval.jsonl --out-dir metrics
-  stage report --metrics-dir metrics --loss-curve dvclive/plots/metrics/train/loss.tsv
+  stage evaluate base --base models/base --eval-file data/eval.jsonl --out-dir metrics || return 1
+  stage evaluate finetuned --base models/base --adapter models/adapter --eval-file data/eval.jsonl \
+    --out-dir metrics || return 1
+  stage report --metrics-dir metrics --loss-curve dvclive/plots/metrics/train/loss.tsv || return 1
   cat metrics/train.json
+}
+
+# The working tree first (it may hold the lead's edits in progress); if a stage fails there, the
+# whole pipeline again on the last commit's lab/, stages/ and params.yaml (.gpu_base/head).
+pipeline() {
+  # dvclive reads the git revision, and the device's copy of the tree has no commit: make an empty
+  # one there (only there), as a real clone has.
+  python3 -c "import os; from dulwich import porcelain
+os.path.isdir('.git') or porcelain.init('.')
+porcelain.commit('.', message=b'device copy', author=b'gpu <gpu@localhost>', committer=b'gpu <gpu@localhost>')" \
+    || say "could not make a git commit"
+  rm -rf models/base
+  build_base || return 1
+  local root=$PWD
+  if stages; then tar czf "$OUT/pipeline.tgz" metrics dvclive params.yaml models/base/lab_origin.json; return 0; fi
+  tar czf "$OUT/pipeline_worktree_failed.tgz" --ignore-failed-read metrics dvclive params.yaml
+  say "pipeline failed on the working tree; running it on HEAD's code"
+  mkdir -p .gpu_base/head/models && ln -sfn "$root/models/base" .gpu_base/head/models/base
+  cd .gpu_base/head || return 1
+  PYTHONPATH=$PWD:/tmp/site stages; local status=$?
+  tar czf "$OUT/pipeline.tgz" --ignore-failed-read metrics dvclive params.yaml
+  cd "$root" || return 1
+  return $status
 }
 
 for part in "$@"; do
   say "part $part ($(left) s left)"
   case $part in
-    pipeline) pipeline || say "pipeline stopped"
-              tar czf "$OUT/pipeline.tgz" --ignore-failed-read metrics dvclive params.yaml models/base/lab_origin.json ;;
-    eval) timeout "$(left)" python3 benchmarks/eval_throughput.py --out "$OUT/gpu_eval_throughput.json" \
+    pipeline) pipeline || say "pipeline stopped" ;;
+    eval) timeout "$(left)" python3 benchmarks/eval_throughput.py --single "${SINGLE:-10}" \
+            --out "$OUT/gpu_eval_throughput.json" \
             || say "eval benchmark failed" ;;
     train) timeout "$(left)" python3 benchmarks/train_throughput.py --out "$OUT/gpu_train_throughput.json" \
              || say "train benchmark failed" ;;
+    train_b8) timeout "$(left)" python3 benchmarks/train_throughput.py --batch-size 8 --grad-accum 1 --timeout 150 \
+                --out "$OUT/gpu_train_throughput_b8x1.json" || say "train benchmark (8 x 1) failed" ;;
     *) say "unknown part $part" ;;
   esac
 done

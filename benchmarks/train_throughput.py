@@ -124,7 +124,7 @@ def build_random_llama(arch: dict[str, Any], out_dir: Path | None = None, seed: 
     return model, parameters
 
 
-def run_worker(backend: str, model_dir: Path, steps: int, seed: int) -> dict[str, Any]:
+def run_worker(backend: str, model_dir: Path, steps: int, seed: int, batch: tuple[int, int] = (2, 4)) -> dict[str, Any]:
     """Train `steps` optimizer steps with one backend through the lab's code; return its figures."""
     from lab.config import LabConfig, TrainConfig
     from lab.modeling import resolve_runtime
@@ -132,7 +132,8 @@ def run_worker(backend: str, model_dir: Path, steps: int, seed: int) -> dict[str
     # The lab's hyperparameters (batch 2 x grad-accum 4, adamw_8bit, lr 2e-4, r=16 on all linear
     # layers) at the lab's max_seq_length; checkpointing on, as a 3B model on a GPU is run.
     config = LabConfig(seed=seed, train=TrainConfig(backend=backend, quantization="4bit", max_seq_length=MAX_LEN,
-                                                    gradient_checkpointing=True, padding_free=True))
+                                                    gradient_checkpointing=True, padding_free=True,
+                                                    batch_size=batch[0], grad_accum=batch[1]))
     runtime = resolve_runtime(config.train)  # imports unsloth (before transformers) for that backend
     import torch
     from datasets import Dataset
@@ -148,12 +149,14 @@ def run_worker(backend: str, model_dir: Path, steps: int, seed: int) -> dict[str
     lengths = sample_lengths(steps * per_step, seed)
     rows = synthetic_rows(lengths, LLAMA_3B["vocab_size"], seed)
     marks: dict[str, float] = {}
+    step_ends: list[float] = []  # per-step wall times show compiles or recompiles inside the window
 
     class Clock(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            torch.cuda.synchronize()
+            step_ends.append(time.perf_counter())
             if state.global_step == WARMUP_STEPS:
-                torch.cuda.synchronize()
-                marks["t0"] = time.perf_counter()
+                marks["t0"] = step_ends[-1]
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             torch.cuda.synchronize()
@@ -178,13 +181,17 @@ def run_worker(backend: str, model_dir: Path, steps: int, seed: int) -> dict[str
         "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "mean_example_tokens": round(sum(lengths) / len(lengths), 1),
+        "step_s": [round(b - a, 3) for a, b in zip(step_ends, step_ends[1:], strict=False)],
+        "step_tokens": [sum(counter.tokens[i:i + config.train.grad_accum])
+                        for i in range(config.train.grad_accum, len(counter.tokens), config.train.grad_accum)],
     }
 
 
-def run_backend(backend: str, model_dir: Path, steps: int, seed: int, timeout_s: int) -> dict[str, Any]:
+def run_backend(backend: str, model_dir: Path, steps: int, seed: int, timeout_s: int,
+                batch: tuple[int, int]) -> dict[str, Any]:
     """One backend in a fresh process; its failure is recorded, not raised."""
     command = [sys.executable, __file__, "--worker", backend, "--model-dir", str(model_dir),
-               "--steps", str(steps), "--seed", str(seed)]
+               "--steps", str(steps), "--seed", str(seed), "--batch-size", str(batch[0]), "--grad-accum", str(batch[1])]
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
@@ -206,10 +213,15 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["unsloth", "hf"])
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/rand-llama-3b"))
     parser.add_argument("--timeout", type=int, default=300, help="seconds per backend process")
+    # The lab's 2 x 4. With padding-free batches, 8 x 1 trains on the same 8 examples per optimizer
+    # step in one larger forward pass, which amortises the per-pass fixed costs.
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--grad-accum", type=int, default=4)
     parser.add_argument("--worker", choices=["unsloth", "hf"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(run_worker(args.worker, args.model_dir, args.steps, args.seed)), flush=True)
+        result = run_worker(args.worker, args.model_dir, args.steps, args.seed, (args.batch_size, args.grad_accum))
+        print("RESULT " + json.dumps(result), flush=True)
         return
 
     import torch
@@ -221,7 +233,8 @@ def main() -> None:
     peak = peak_tflops(machine.get("gpu", ""))
     results = {}
     for backend in args.backends:
-        result = run_backend(backend, args.model_dir, args.steps, args.seed, args.timeout)
+        result = run_backend(backend, args.model_dir, args.steps, args.seed, args.timeout,
+                             (args.batch_size, args.grad_accum))
         if "tokens_per_s" in result:
             result["mfu"] = mfu(parameters, result["tokens_per_s"], peak)
         results[backend] = result
@@ -237,7 +250,8 @@ def main() -> None:
                   "parameters": parameters, "weights": "random (seed 0), bf16 on disk, 4-bit nf4 when loaded"},
         "data": {"distribution": f"lognormal(median {LENGTH_MEDIAN}, sigma {LENGTH_SIGMA}) clipped to "
                                  f"[{MIN_LEN}, {MAX_LEN}], seed {args.seed}", "prompt_share_masked": PROMPT_SHARE},
-        "training": {"batch_size": 2, "grad_accum": 4, "optimizer": "adamw_8bit", "dtype": "bfloat16",
+        "training": {"batch_size": args.batch_size, "grad_accum": args.grad_accum, "optimizer": "adamw_8bit",
+                     "dtype": "bfloat16",
                      "lora": "r=16 alpha=16 on q,k,v,o,gate,up,down", "gradient_checkpointing": True,
                      "steps": args.steps, "warmup_steps_untimed": WARMUP_STEPS},
         "mfu_convention": "6 * parameters * tokens_per_s / peak; attention FLOPs not counted",

@@ -72,3 +72,12 @@ def test_left_pad_and_prefix() -> None:
     assert ev.matching_prefix([1, 2], [1, 2]) == 2
     lengths = ev.prompt_lengths(100, 3407)
     assert all(ev.PROMPT_MIN <= n <= ev.PROMPT_MAX for n in lengths) and 280 < sum(lengths) / 100 < 320
+
+
+def test_pipeline_estimates_sum_two_fresh_processes() -> None:
+    results = {"batched_static": {"first_call_s": 30.0},
+               "fresh_process": {"dynamic": {"first_call_s": 10.0}, "static_warm_compile_cache": {"first_call_s": 12.5},
+                                 "dynamic_expandable_segments": {"error": "boom"}}}
+    assert ev.pipeline_estimates(results) == {"two_processes_dynamic": 20.0,
+                                              "two_processes_static_cold_then_warm_cache": 42.5}
+    assert ev.pipeline_estimates({}) == {}

@@ -1,0 +1,154 @@
+"""Time every scoring step of one base-vs-fine-tuned comparison of 100 examples on CPU.
+
+usage: python benchmarks/scoring_cpu.py [--examples 100] [--out benchmarks/results/scoring_cpu.json]
+
+The examples are built from numpy's own docstrings, shaped like the lab's eval rows: the
+reference is a docstring's summary (capped at 60 words, as the eval references run 10-60), the
+"fine-tuned" prediction a short paraphrase-like edit of it, the "base" prediction a longer answer
+that mixes it with unrelated docstring text (the base model runs about twice as long). Steps:
+ROUGE for both models, semantic similarity (model load timed apart), length-matched ROUGE, and the
+paired bootstrap (1000 and 10000 resamples) on rouge1, rouge2, rougeL and semantic similarity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import machine_info  # noqa: E402
+
+from lab import stats  # noqa: E402
+from lab.scoring import rouge_scores  # noqa: E402
+from lab.semantic import load_embedding_model, semantic_similarity  # noqa: E402
+
+METRICS = ("rouge1", "rouge2", "rougeL", "semantic")
+SECTION = re.compile(r"\n\s*(Parameters|Returns|See Also|Notes|Examples)\s*\n\s*-{3,}")
+
+
+def numpy_docstrings() -> list[tuple[str, str, str]]:
+    """(name, kind, docstring) for numpy's public callables with a real docstring, sorted by name."""
+    seen, found = set(), []
+    for name in sorted(np.__dict__):
+        obj = np.__dict__[name]
+        doc = getattr(obj, "__doc__", None)
+        if name.startswith("_") or not callable(obj) or not isinstance(doc, str) or doc in seen:
+            continue
+        if len(doc.split()) >= 60:
+            seen.add(doc)
+            found.append((name, type(obj).__name__, doc))
+    return found
+
+
+def build_rows(count: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Eval-like rows (id, source, input, reference) and the two models' predictions."""
+    docs = numpy_docstrings()
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(docs), size=count, replace=False)
+    rows, base, finetuned = [], [], []
+    for position, index in enumerate(picked):
+        name, kind, doc = docs[index]
+        summary = SECTION.split(doc)[0].split()
+        reference = " ".join(summary[:60])
+        words = reference.split()
+        # Fine-tuned: the reference with ~25% of words dropped and a few swapped for other words.
+        kept = [w for w in words if rng.random() > 0.25] or words[:3]
+        other = docs[(index + 7) % len(docs)][2].split()
+        for slot in rng.choice(len(kept), size=min(3, len(kept)), replace=False):
+            kept[slot] = other[int(rng.integers(len(other)))]
+        # Base: the gist of the reference, then verbose unrelated docstring text, ~2x as long.
+        start = int(rng.integers(0, max(1, len(other) - 60)))
+        verbose = words[: len(words) // 2] + other[start:start + len(words) + 10]
+        rows.append({"id": f"numpy.{name}", "source": kind,
+                     "input": [{"role": "user", "content": f"What does `numpy.{name}` do?"}], "reference": reference})
+        finetuned.append(" ".join(kept))
+        base.append(" ".join(verbose) if position % 10 else "")  # an empty answer now and then, as real runs have
+    return rows, base, finetuned
+
+
+def timed(seconds: dict[str, float], step: str, call: Callable[[], Any]) -> Any:
+    started = time.perf_counter()
+    result = call()
+    seconds[step] = round(time.perf_counter() - started, 3)
+    print(f"{step}: {seconds[step]} s", flush=True)
+    return result
+
+
+def score_all(rows: list[dict[str, Any]], base: list[str], finetuned: list[str]) -> dict[str, Any]:
+    """Run and time every step; returns the timings and a few computed figures as a sanity check."""
+    references = [r["reference"] for r in rows]
+    seconds: dict[str, float] = {}
+    # rouge-score (and NLTK's stemmer) is imported on first use: time that apart from scoring.
+    timed(seconds, "import_rouge_score", lambda: __import__("rouge_score.rouge_scorer"))
+    plain = {side: timed(seconds, f"rouge_{side}", lambda p=predictions: rouge_scores(p, references, True))
+             for side, predictions in (("base", base), ("finetuned", finetuned))}
+    timed(seconds, "semantic_model_load", lambda: load_embedding_model())
+    semantic = {side: timed(seconds, f"semantic_{side}", lambda p=predictions: semantic_similarity(p, references))
+                for side, predictions in (("base", base), ("finetuned", finetuned))}
+    matched = timed(seconds, "length_matched_rouge", lambda: stats.length_matched_scores(base, finetuned, references))
+    values = {side: {**{name: [s[name]["fmeasure"] for s in plain[side]] for name in METRICS[:3]},
+                     "semantic": semantic[side]} for side in ("base", "finetuned")}
+    bootstrap: dict[int, dict[str, Any]] = {}
+    for resamples in (1000, 10000):
+        bootstrap[resamples] = timed(seconds, f"bootstrap_{resamples}x{len(METRICS)}_metrics", lambda r=resamples: {
+            name: stats.paired_bootstrap(values["base"][name], values["finetuned"][name], r, seed=0)
+            for name in METRICS})
+    timed(seconds, "per_source_length_gallery", lambda: (
+        stats.per_source([r["source"] for r in rows], values["base"], values["finetuned"]),
+        stats.length_ratio(base, references), stats.length_ratio(finetuned, references),
+        stats.gallery(*[[{**r, "prediction": p, "scores": s} for r, p, s in zip(rows, preds, plain[side], strict=True)]
+                        for side, preds in (("base", base), ("finetuned", finetuned))])))
+    plain_gain = bootstrap[10000]["rougeL"]["difference"]
+    matched_gain = float(np.mean(matched["finetuned"]["rougeL"]) - np.mean(matched["base"]["rougeL"]))
+    sentence = stats.describe_length_effect(plain_gain, matched_gain,
+                                            stats.length_ratio(base, references)["median"],
+                                            stats.length_ratio(finetuned, references)["median"])
+    return {"seconds": seconds, "bootstrap_10000": bootstrap[10000], "length_effect": sentence}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scoring_cpu.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    rows, base, finetuned = timed({}, "build_examples", lambda: build_rows(args.examples))
+    measured = score_all(rows, base, finetuned)
+    seconds = measured["seconds"]
+    result = {
+        "benchmark": f"score {args.examples} numpy-docstring examples for two models with every metric",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "load_average_1_5_15min": {"before": [round(v, 2) for v in load_before],
+                                   "after": [round(v, 2) for v in os.getloadavg()]},
+        "examples": args.examples,
+        "mean_words": {"reference": round(float(np.mean([len(r["reference"].split()) for r in rows])), 1),
+                       "base": round(float(np.mean([len(p.split()) for p in base])), 1),
+                       "finetuned": round(float(np.mean([len(p.split()) for p in finetuned])), 1)},
+        "step_seconds": seconds,
+        "total_seconds": round(sum(seconds.values()), 2),
+        "total_seconds_without_model_load": round(sum(v for k, v in seconds.items() if k != "semantic_model_load"), 2),
+        "wall_seconds_including_imports_after_start": round(time.perf_counter() - started, 2),
+        "bootstrap_10000": measured["bootstrap_10000"],
+        "length_effect": measured["length_effect"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps({k: result[k] for k in ("step_seconds", "total_seconds", "load_average_1_5_15min")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
