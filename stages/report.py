@@ -1,6 +1,7 @@
 """Stage report: metrics/report.md with the lab's tables, and the PNG plots it embeds.
 
-Every number in the report is read from the metrics and predictions files, never typed in.
+Every number in the report is read from the metrics and predictions files, never typed in;
+the sentence on length effects is the one the compare stage computed from its numbers.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 
 from lab.cli import run_stage
 from lab.io import read_json, read_jsonl, write_text
+from lab.plots import plot_lengths, plot_loss, plot_scores
 from lab.report import (
+    gallery_section,
     length_table,
-    plot_lengths,
-    plot_loss,
-    plot_rouge,
+    main_table,
+    matched_table,
+    per_source_table,
     precision_recall_table,
-    rouge_table,
     training_section,
 )
 from lab.scoring import words
@@ -35,20 +37,23 @@ def read_loss_curve(path: Path) -> tuple[list[float], list[float]]:
 
 def build_report(metrics_dir: Path, loss_curve: Path) -> str:
     """Write the plots beside the report and return the report's markdown."""
-    base, finetuned = read_json(metrics_dir / "eval_base.json"), read_json(metrics_dir / "eval_finetuned.json")
-    train, data = read_json(metrics_dir / "train.json"), read_json(metrics_dir / "data.json")
+    files = {name: read_json(metrics_dir / f"{name}.json")
+             for name in ("eval_base", "eval_finetuned", "compare", "gallery", "train", "data")}
     base_rows = read_jsonl(metrics_dir / "predictions" / "base.jsonl")
     tuned_rows = read_jsonl(metrics_dir / "predictions" / "finetuned.jsonl")
     plots = metrics_dir / "plots"
-    plot_rouge(base, finetuned, plots / "rouge.png")
+    plot_scores(files["compare"]["metrics"], plots / "scores.png")
     plot_lengths([words(r["prediction"]) for r in base_rows], [words(r["prediction"]) for r in tuned_rows],
                  [words(r["reference"]) for r in base_rows], plots / "lengths.png")
     plot_loss(*read_loss_curve(loss_curve), plots / "loss.png")
-    return render(base, finetuned, train, data)
+    return render(files["eval_base"], files["eval_finetuned"], files["compare"], files["gallery"], files["train"],
+                  files["data"])
 
 
-def render(base: dict[str, Any], finetuned: dict[str, Any], train: dict[str, Any], data: dict[str, Any]) -> str:
-    rows = data["rows"]
+def render(base: dict[str, Any], finetuned: dict[str, Any], comparison: dict[str, Any], gallery: dict[str, Any],
+           train: dict[str, Any], data: dict[str, Any]) -> str:
+    rows, boot, length = data["rows"], comparison["bootstrap"], comparison["length"]
+    rouge = base["rouge_config"]
     return f"""# Fine-tuning report
 
 Dataset `{data['source']}`: {rows['train']} training conversations (of {rows['train_available']} in the train
@@ -56,21 +61,46 @@ split), {rows['eval']} held-out eval examples drawn from the {rows['test']}-row 
 history; reference: the last assistant turn. Greedy decoding, at most {base['generation']['max_new_tokens']} new
 tokens, on `{base['device']}`.
 
-## ROUGE (F-measure, mean over {base['examples']} examples)
+## Scores (mean over {comparison['examples']} examples)
 
-{rouge_table(base, finetuned)}
+ROUGE F-measures (rouge-score, stemming {'on' if rouge['use_stemmer'] else 'off'}, `{rouge['tokenizer']}` tokenizer)
+and semantic similarity (cosine of `{base.get('semantic_model')}` embeddings). Intervals: {boot['confidence']:.0%}
+percentile bootstrap over the eval examples, {boot['resamples']:,} resamples, seed {boot['seed']}; the difference
+and its two-sided p-value come from a paired bootstrap (both models resampled on the same examples).
 
-![ROUGE](plots/rouge.png)
+{main_table(comparison['metrics'])}
 
-### Precision and recall
+![Scores](plots/scores.png)
+
+### ROUGE precision and recall
 
 {precision_recall_table(base, finetuned)}
 
+## Per source
+
+Means per data source (base → fine-tuned, difference). Small groups are noisy: read them with their counts.
+
+{per_source_table(comparison['per_source'])}
+
 ## Response length
 
-{length_table(base, finetuned)}
+{length_table(base, finetuned, length)}
+
+Length ratio: prediction words / reference words, per example. Length-matched: each example's two predictions cut to
+the shorter one's word count (mean budget {length['matched_budget_words_mean']:.1f} words), so neither model is
+credited for length alone.
+
+{matched_table(length)}
+
+{length.get('summary', '')}
 
 ![Response lengths](plots/lengths.png)
+
+## Examples
+
+The eval examples where fine-tuning changed the score most, in each direction.
+
+{gallery_section(gallery)}
 
 ## Training
 

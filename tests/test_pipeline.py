@@ -36,6 +36,10 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
     return run([str(Path(sys.executable).with_name("dvc")), *args], cwd, check)
 
 
+def read_rows(metrics: Path, model: str) -> list[dict]:
+    return [json.loads(line) for line in (metrics / "predictions" / f"{model}.jsonl").read_text().splitlines()]
+
+
 def deep_update(target: dict, update: dict) -> dict:
     for key, value in update.items():
         target[key] = deep_update(target.get(key, {}), value) if isinstance(value, dict) else value
@@ -67,16 +71,23 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
     # 1. The full pipeline.
     dvc("repro", cwd=lab_copy)
     metrics = lab_copy / "metrics"
-    for name in ("data.json", "train.json", "eval_base.json", "eval_finetuned.json", "report.md"):
+    for name in ("data.json", "train.json", "eval_base.json", "eval_finetuned.json", "compare.json", "gallery.json",
+                 "report.md"):
         assert (metrics / name).is_file(), name
     base = json.loads((metrics / "eval_base.json").read_text())
     train = json.loads((metrics / "train.json").read_text())
     assert base["examples"] == 4 and 0.0 <= base["rougeL"] <= 1.0
     assert train["ran"] == {**train["ran"], "backend": "hf", "device": "cpu", "quantization": "none"}
     assert train["steps"] == 2  # 16 examples / (batch 2 x grad-accum 4)
+    assert 0.0 <= base["semantic"] <= 1.0 and all("semantic" in row["scores"] for row in read_rows(metrics, "base"))
+    comparison = json.loads((metrics / "compare.json").read_text())
+    rouge_l = comparison["metrics"]["rougeL"]
+    assert rouge_l["base"] == pytest.approx(base["rougeL"], abs=1e-4) and rouge_l["ci_low"] <= rouge_l["difference"]
     report = (metrics / "report.md").read_text()
-    assert f"| ROUGE-L F1 | {base['rougeL']:.4f} |" in report
-    assert all((metrics / "plots" / f"{p}.png").stat().st_size > 0 for p in ("rouge", "lengths", "loss"))
+    ci = f"[{rouge_l['base_ci_low']:.3f}, {rouge_l['base_ci_high']:.3f}]"
+    assert f"| ROUGE-L | {rouge_l['base']:.4f} {ci} |" in report
+    assert comparison["length"]["summary"] in report and "## Per source" in report
+    assert all((metrics / "plots" / f"{p}.png").stat().st_size > 0 for p in ("scores", "lengths", "loss"))
     assert len((metrics / "predictions" / "finetuned.jsonl").read_text().splitlines()) == 4
     run(["git", "add", "-A"], lab_copy)
     run(["git", "commit", "-qm", "baseline"], lab_copy)
@@ -85,12 +96,14 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
     result = dvc("exp", "run", "-S", "lr=1e-4", cwd=lab_copy)
     assert "Stage 'prepare' didn't change, skipping" in result.stdout
     assert "Stage 'evaluate_base' didn't change, skipping" in result.stdout
-    assert "Running stage 'train'" in result.stdout and "Running stage 'evaluate_finetuned'" in result.stdout
+    for stage in ("train", "evaluate_finetuned", "report"):
+        assert f"Running stage '{stage}'" in result.stdout
     assert yaml.safe_load((lab_copy / "params.yaml").read_text())["lr"] == pytest.approx(1e-4)
 
     # 3. Comparing the runs.
     diff = json.loads(dvc("metrics", "diff", "--all", "--json", cwd=lab_copy).stdout)
     assert "metrics/eval_finetuned.json" in diff and "rougeL" in diff["metrics/eval_finetuned.json"]
+    assert "metrics.rougeL.p_value" in diff["metrics/compare.json"]
     shown = dvc("exp", "show", "--csv", cwd=lab_copy).stdout
     header = shown.splitlines()[0]
     assert "metrics/eval_base.json:rougeL" in header and "metrics/eval_finetuned.json:rougeL" in header

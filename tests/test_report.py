@@ -19,7 +19,30 @@ def eval_metrics(rouge_l: float, words: float) -> dict:
                                                                              "rougeL": 0.3},
         "words": {"prediction": {"mean": words, "median": words}, "reference": {"mean": 20.0, "median": 19.0}},
         "hit_max_new_tokens_share": 0.5, "generation": {"max_new_tokens": 96},
+        "rouge_config": {"types": ["rouge1", "rouge2", "rougeL"], "use_stemmer": True, "tokenizer": "default"},
+        "semantic_model": "sentence-transformers/all-MiniLM-L6-v2",
     }
+
+
+def paired_test(base: float, finetuned: float) -> dict:
+    return {"base": base, "base_ci_low": base - 0.05, "base_ci_high": base + 0.05, "finetuned": finetuned,
+            "finetuned_ci_low": finetuned - 0.05, "finetuned_ci_high": finetuned + 0.05,
+            "difference": finetuned - base, "ci_low": 0.01, "ci_high": 0.09, "p_value": 0.02,
+            "p_value_at_floor": False}
+
+
+COMPARE = {
+    "examples": 2, "bootstrap": {"resamples": 1000, "confidence": 0.95, "seed": 1, "paired": True},
+    "metrics": {"rougeL": paired_test(0.2, 0.25), "semantic": paired_test(0.5, 0.6)},
+    "per_source": {"numpy": {"count": 2, "metrics": {"rougeL": {"base": 0.2, "finetuned": 0.25, "difference": 0.05}}}},
+    "length": {"length_ratio": {"base": {"mean": 2.5, "median": 2.4}, "finetuned": {"mean": 1.1, "median": 1.0}},
+               "cutoff_share": {"base": 0.5, "finetuned": 0.0}, "matched_budget_words_mean": 20.0,
+               "matched": {"rougeL": paired_test(0.21, 0.24)}, "summary": "COMPUTED SENTENCE"},
+}
+GALLERY = {"metric": "rougeL", "largest_loss": [], "largest_gain": [
+    {"id": "numpy.sort", "source": "numpy", "input": [{"role": "user", "content": "What does it do?"}],
+     "reference": "Sorts.", "base_prediction": "It\n```python\nx", "finetuned_prediction": "Sorts it.",
+     "base_score": 0.1, "finetuned_score": 0.6, "difference": 0.5}]}
 
 
 TRAIN = {"ran": {"backend": "hf", "device": "cpu", "dtype": "float32", "quantization": "none",
@@ -31,10 +54,18 @@ DATA = {"source": "builtin", "rows": {"train": 8, "train_available": 80, "eval":
 
 
 def test_report_tables_show_the_metrics_numbers():
-    text = load_report_stage().render(eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0), TRAIN, DATA)
-    assert "| ROUGE-L F1 | 0.2000 | 0.2500 | +0.0500 | +25.0% |" in text
-    assert "| Base model | 50.0 | 50.0 |" in text and "| Fine-tuned model | 21.0 | 21.0 |" in text
+    text = load_report_stage().render(eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0), COMPARE, GALLERY, TRAIN,
+                                      DATA)
+    assert "| ROUGE-L | 0.2000 [0.150, 0.250] | 0.2500 [0.200, 0.300] | +0.050 [+0.010, +0.090] | 0.020 | +25.0% |" \
+        in text
+    assert "| Semantic similarity | 0.5000 [0.450, 0.550] |" in text
+    assert "| Base model | 50.0 | 50.0 | 2.50 | 2.40 | 50% |" in text
+    assert "| Fine-tuned model | 21.0 | 21.0 | 1.10 | 1.00 | 0% |" in text
     assert "| Reference | 20.0 | 19.0 |" in text
+    assert "| numpy | 2 | 0.200 → 0.250 (+0.050) |" in text
+    assert "| ROUGE-L | 0.2100 | 0.2400 | +0.030 [+0.010, +0.090] | 0.020 |" in text and "COMPUTED SENTENCE" in text
+    assert "#### `numpy.sort` (numpy): ROUGE-L 0.100 → 0.600 (+0.500)" in text and "> Sorts it." in text
+    assert "### Largest losses (ROUGE-L)\n\nNone." in text
     assert "backend `hf` on `cpu`" in text and "300 tokens/s" in text
 
 

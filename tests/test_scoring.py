@@ -1,7 +1,7 @@
 import pytest
 from rouge_score import rouge_scorer
 
-from lab.report import relative_change, rouge_table
+from lab.report import main_table, relative_change
 from lab.scoring import aggregate, rouge_scores, word_length_stats
 
 PREDICTIONS = ["Return the indices that would sort an array.", "Sorts things quickly", ""]
@@ -45,14 +45,25 @@ def test_word_length_stats():
     assert word_length_stats(["a b", "a b c d", "x"]) == {"mean": 2.33, "median": 2.0}
 
 
-def test_relative_change_and_table_come_from_the_numbers():
+def test_relative_change_and_main_table_come_from_the_numbers():
     assert relative_change(0.2, 0.25) == "+25.0%"
     assert relative_change(0.0, 0.1) == "n/a"
-    base = {"rouge1": 0.2, "rouge2": 0.05, "rougeL": 0.1}
-    tuned = {"rouge1": 0.25, "rouge2": 0.04, "rougeL": 0.1}
-    table = rouge_table(base, tuned)
-    assert "| ROUGE-1 F1 | 0.2000 | 0.2500 | +0.0500 | +25.0% |" in table
-    assert "| ROUGE-2 F1 | 0.0500 | 0.0400 | -0.0100 | -20.0% |" in table
+    test = {"base": 0.2, "base_ci_low": 0.15, "base_ci_high": 0.25, "finetuned": 0.25, "finetuned_ci_low": 0.2,
+            "finetuned_ci_high": 0.31, "difference": 0.05, "ci_low": 0.031, "ci_high": 0.087, "p_value": 0.001,
+            "p_value_at_floor": True}
+    table = main_table({"rouge1": test, "semantic": {**test, "p_value": 0.04, "p_value_at_floor": False}})
+    assert "| ROUGE-1 | 0.2000 [0.150, 0.250] | 0.2500 [0.200, 0.310] | +0.050 [+0.031, +0.087] | <0.001 | +25.0% |" \
+        in table
+    assert "| Semantic similarity | 0.2000 [0.150, 0.250] |" in table and "| 0.040 |" in table
+
+
+def test_aggregate_means_plain_scores_beside_rouge():
+    rows = [{"prediction": "a b", "reference": "a", "hit_max_new_tokens": False, "prompt_truncated": False,
+             "scores": {"rouge1": {"precision": 0.5, "recall": 1.0, "fmeasure": 0.6667}, "semantic": similarity}}
+            for similarity in (0.5, 0.9)]
+    summary = aggregate(rows)
+    assert summary["semantic"] == pytest.approx(0.7) and summary["rouge1"] == pytest.approx(0.6667)
+    assert set(summary["precision"]) == {"rouge1"}
 
 
 def test_rougelsum_and_the_whitespace_tokenizer_match_rouge_score():

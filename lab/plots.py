@@ -1,0 +1,62 @@
+"""The plots the report embeds: ROUGE bars, response-length distributions, the training loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lab.scoring import metric_label
+
+
+def plot_scores(comparison: dict[str, Any], path: Path) -> None:
+    """Each metric's mean per model, with its bootstrap confidence interval as an error bar."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(comparison)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for offset, side, label in ((-0.2, "base", "base"), (0.2, "finetuned", "fine-tuned")):
+        means = np.array([comparison[n][side] for n in names])
+        errors = np.array([[means[i] - comparison[n][f"{side}_ci_low"], comparison[n][f"{side}_ci_high"] - means[i]]
+                           for i, n in enumerate(names)]).T.clip(min=0)
+        ax.bar(x + offset, means, 0.4, yerr=errors, capsize=3, label=label)
+    ax.set_xticks(x, [metric_label(n) for n in names])
+    ax.set_ylabel("mean score (95% CI)")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_lengths(base_words: list[int], finetuned_words: list[int], reference_words: list[int], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    top = max(base_words + finetuned_words + reference_words + [1])
+    bins = range(0, top + 10, max(1, top // 30))
+    for label, values in (("base", base_words), ("fine-tuned", finetuned_words), ("reference", reference_words)):
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=label)
+    ax.set_xlabel("response length (words)")
+    ax.set_ylabel("examples")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_loss(steps: list[float], losses: list[float], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses, marker=".")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (assistant tokens)")
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from lab.io import atomic_open
+
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)

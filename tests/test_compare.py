@@ -1,0 +1,74 @@
+"""The compare stage's paired statistics on rows with known answers."""
+
+import importlib.util
+
+import pytest
+
+from lab.config import CompareConfig, ConfigError, LabConfig, validate
+
+from .conftest import REPO
+
+
+def load_compare_stage():
+    spec = importlib.util.spec_from_file_location("compare_stage", REPO / "stages" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows(predictions: list[str], references: list[str], semantic: list[float], sources: list[str]) -> list[dict]:
+    from lab.scoring import rouge_scores
+
+    scored = rouge_scores(predictions, references)
+    return [{"id": f"ex{i}", "source": source, "input": [{"role": "user", "content": "q"}], "reference": reference,
+             "prediction": prediction, "hit_max_new_tokens": len(prediction.split()) > 8,
+             "scores": {**score, "semantic": similarity}}
+            for i, (prediction, reference, score, similarity, source)
+            in enumerate(zip(predictions, references, scored, semantic, sources, strict=True))]
+
+
+REFERENCES = [f"sort the array number {i} along its last axis" for i in range(12)]
+SOURCES = ["numpy"] * 8 + ["pandas"] * 4
+
+
+def test_identical_models_differ_by_zero_with_a_ci_holding_zero():
+    predictions = [f"sort array {i} quickly" if i % 2 else f"the axis {i}" for i in range(12)]
+    base = rows(predictions, REFERENCES, [0.1 * (i % 7) for i in range(12)], SOURCES)
+    metrics, gallery, paired = load_compare_stage().compare(LabConfig(), base, base)
+    for name in ("rouge1", "rouge2", "rougeL", "semantic"):
+        test = metrics["metrics"][name]
+        assert test["difference"] == 0.0 and test["ci_low"] <= 0.0 <= test["ci_high"]
+        assert test["p_value"] == 1.0
+        assert test["base_ci_low"] <= test["base"] <= test["base_ci_high"]
+    assert gallery == {"metric": "rougeL", "largest_gain": [], "largest_loss": []}
+    assert "no ROUGE-L gain to explain" in metrics["length"]["summary"]
+    assert len(paired) == 12 and paired[0]["budget_words"] == len(predictions[0].split())
+
+
+def test_a_better_model_is_detected_per_source_and_in_the_gallery():
+    base_predictions = [f"something unrelated {i}" for i in range(12)]
+    better = [reference if source == "numpy" else f"something unrelated {i}"
+              for i, (reference, source) in enumerate(zip(REFERENCES, SOURCES, strict=True))]
+    base = rows(base_predictions, REFERENCES, [0.2] * 12, SOURCES)
+    tuned = rows(better, REFERENCES, [0.9] * 8 + [0.2] * 4, SOURCES)
+    metrics, gallery, _ = load_compare_stage().compare(LabConfig(), base, tuned)
+    rouge_l = metrics["metrics"]["rougeL"]
+    assert rouge_l["difference"] > 0 and rouge_l["ci_low"] > 0 and rouge_l["p_value_at_floor"]
+    assert metrics["per_source"]["numpy"]["count"] == 8
+    assert metrics["per_source"]["pandas"]["metrics"]["semantic"]["difference"] == 0.0
+    assert metrics["per_source"]["numpy"]["metrics"]["semantic"]["difference"] == pytest.approx(0.7)
+    assert [item["source"] for item in gallery["largest_gain"]] == ["numpy"] * 3 and gallery["largest_loss"] == []
+    assert metrics["length"]["cutoff_share"] == {"base": 0.0, "finetuned": pytest.approx(8 / 12, abs=1e-4)}
+
+
+def test_misaligned_predictions_are_refused():
+    base = rows(["a", "b"], ["a", "b"], [0.1, 0.2], ["x", "x"])
+    with pytest.raises(ValueError, match="not the same examples"):
+        load_compare_stage().compare(LabConfig(), base, list(reversed(base)))
+
+
+def test_compare_params_are_validated():
+    with pytest.raises(ConfigError, match="compare.headline_metric"):
+        validate(LabConfig(compare=CompareConfig(headline_metric="bleu")))
+    with pytest.raises(ConfigError, match="compare.confidence"):
+        validate(LabConfig(compare=CompareConfig(confidence=1.5)))
