@@ -7,12 +7,14 @@ reference is a docstring's summary (capped at 60 words, as the eval references r
 "fine-tuned" prediction a short paraphrase-like edit of it, the "base" prediction a longer answer
 that mixes it with unrelated docstring text (the base model runs about twice as long). Steps:
 ROUGE for both models, semantic similarity (model load timed apart), length-matched ROUGE, and the
-paired bootstrap (1000 and 10000 resamples) on rouge1, rouge2, rougeL and semantic similarity.
+paired bootstrap (1000 and 10000 resamples) on rouge1, rouge2, rougeL and semantic similarity, and
+the compare stage's whole computation (every statistic the report shows) with the default params.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import machine_info  # noqa: E402
 
 from lab import stats  # noqa: E402
+from lab.config import LabConfig  # noqa: E402
 from lab.scoring import rouge_scores  # noqa: E402
 from lab.semantic import load_embedding_model, semantic_similarity  # noqa: E402
 
@@ -77,6 +80,14 @@ def build_rows(count: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[st
     return rows, base, finetuned
 
 
+def compare_stage() -> Any:
+    spec = importlib.util.spec_from_file_location("compare_stage", Path(__file__).resolve().parents[1] / "stages" /
+                                                  "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def timed(seconds: dict[str, float], step: str, call: Callable[[], Any]) -> Any:
     started = time.perf_counter()
     result = call()
@@ -109,6 +120,13 @@ def score_all(rows: list[dict[str, Any]], base: list[str], finetuned: list[str])
         stats.length_ratio(base, references), stats.length_ratio(finetuned, references),
         stats.gallery(*[[{**r, "prediction": p, "scores": s} for r, p, s in zip(rows, preds, plain[side], strict=True)]
                         for side, preds in (("base", base), ("finetuned", finetuned))])))
+    scored = {side: [{**r, "prediction": p, "hit_max_new_tokens": False,
+                      "scores": {**s, "semantic": semantic[side][i]}}
+                     for i, (r, p, s) in enumerate(zip(rows, preds, plain[side], strict=True))]
+              for side, preds in (("base", base), ("finetuned", finetuned))}
+    # What `dvc repro` runs: the compare stage's own function, with the default params.
+    timed(seconds, "compare_stage_all_statistics", lambda: compare_stage().compare(LabConfig(), scored["base"],
+                                                                                  scored["finetuned"]))
     plain_gain = bootstrap[10000]["rougeL"]["difference"]
     matched_gain = float(np.mean(matched["finetuned"]["rougeL"]) - np.mean(matched["base"]["rougeL"]))
     sentence = stats.describe_length_effect(plain_gain, matched_gain,
