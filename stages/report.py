@@ -52,7 +52,7 @@ def build_report(metrics_dir: Path, loss_curve: Path) -> str:
 
 def render(base: dict[str, Any], finetuned: dict[str, Any], comparison: dict[str, Any], gallery: dict[str, Any],
            train: dict[str, Any], data: dict[str, Any]) -> str:
-    rows, boot, length = data["rows"], comparison["bootstrap"], comparison["length"]
+    rows, boot = data["rows"], comparison["bootstrap"]
     rouge = base["rouge_config"]
     return f"""# Fine-tuning report
 
@@ -82,7 +82,19 @@ Means per data source (base → fine-tuned, difference). Small groups are noisy:
 
 {per_source_table(comparison['per_source'])}
 
-## Response length
+{length_and_examples(base, finetuned, comparison["length"], gallery)}
+
+## Training
+
+{training_section(train)}
+
+![Training loss](plots/loss.png)
+"""
+
+
+def length_and_examples(base: dict[str, Any], finetuned: dict[str, Any], length: dict[str, Any],
+                        gallery: dict[str, Any]) -> str:
+    return f"""## Response length
 
 {length_table(base, finetuned, length)}
 
@@ -100,14 +112,7 @@ credited for length alone.
 
 The eval examples where fine-tuning changed the score most, in each direction.
 
-{gallery_section(gallery)}
-
-## Training
-
-{training_section(train)}
-
-![Training loss](plots/loss.png)
-"""
+{gallery_section(gallery)}"""
 
 
 def main() -> None:
