@@ -7,8 +7,11 @@
 #   pipeline  the stage scripts on a random-weight SmolLM2-135M-architecture base, unsloth backend
 #             forced (4-bit QLoRA, adamw_8bit, bf16): metrics, predictions and report -> $OUT/pipeline.tgz
 #   eval      benchmarks/eval_throughput.py   -> $OUT/gpu_eval_throughput.json
-#   train     benchmarks/train_throughput.py  -> $OUT/gpu_train_throughput.json (the lab's batch 2 x 4)
-#   train_b8  the same at batch 8 x 1         -> $OUT/gpu_train_throughput_b8x1.json
+#   train     benchmarks/train_throughput.py  -> $OUT/gpu_train_throughput.json (the lab's batch 2 x 4):
+#             unsloth padding-free against hf padding-free and hf padded (trl's default collator)
+#   train_levers  the levers, same batch      -> $OUT/gpu_train_levers.json: checkpointing off / plain,
+#             length-grouped padded baseline, with the padding-free pair again (run-to-run spread)
+#   train_b8  padding-free at batch 8 x 1     -> $OUT/gpu_train_throughput_b8x1.json
 #
 # Needs, carried with the call: .whl/ (gpu-wheelhouse.sh --with-dvc, trl swapped for the pinned
 # 1.14.2, rouge-score 0.1.2) and .gpu_base/ (models/base's tokenizer and config files; head/ holds
@@ -76,6 +79,9 @@ quantization='4bit'); yaml.safe_dump(p, open('params.yaml', 'w'), sort_keys=Fals
   stage evaluate base --base models/base --eval-file data/eval.jsonl --out-dir metrics || return 1
   stage evaluate finetuned --base models/base --adapter models/adapter --eval-file data/eval.jsonl \
     --out-dir metrics || return 1
+  if [ -f stages/compare.py ]; then  # dvc.yaml's compare stage, where the tree has it
+    stage compare --predictions-dir metrics/predictions --metrics metrics/compare.json || return 1
+  fi
   stage report --metrics-dir metrics --loss-curve dvclive/plots/metrics/train/loss.tsv || return 1
   cat metrics/train.json
 }
@@ -107,11 +113,18 @@ for part in "$@"; do
   say "part $part ($(left) s left)"
   case $part in
     pipeline) pipeline || say "pipeline stopped" ;;
-    eval) timeout "$(left)" python3 benchmarks/eval_throughput.py --single "${SINGLE:-10}" \
+    eval) timeout "$(cap "${EVAL_CAP:-330}")" python3 benchmarks/eval_throughput.py ${EVAL_ARGS:-} \
             --out "$OUT/gpu_eval_throughput.json" \
             || say "eval benchmark failed" ;;
-    train) timeout "$(left)" python3 benchmarks/train_throughput.py --out "$OUT/gpu_train_throughput.json" \
-             || say "train benchmark failed" ;;
+    train) timeout "$(cap "${TRAIN_CAP:-600}")" python3 benchmarks/train_throughput.py \
+             --timeout "$(( $(cap "${TRAIN_CAP:-600}") / 2 ))" \
+             --unsloth padding_free --hf padding_free padded ${TRAIN_ARGS:-} \
+             --out "$OUT/gpu_train_throughput.json" || say "train benchmark failed" ;;
+    train_levers) timeout "$(cap "${TRAIN_CAP:-600}")" python3 benchmarks/train_throughput.py \
+             --timeout "$(( $(cap "${TRAIN_CAP:-600}") / 2 ))" \
+             --unsloth padding_free padding_free_no_ckpt padding_free_plain_ckpt \
+             --hf padding_free padding_free_no_ckpt padded_grouped ${TRAIN_ARGS:-} \
+             --out "$OUT/gpu_train_levers.json" || say "train levers benchmark failed" ;;
     train_b8) timeout "$(left)" python3 benchmarks/train_throughput.py --batch-size 8 --grad-accum 1 --timeout 150 \
                 --out "$OUT/gpu_train_throughput_b8x1.json" || say "train benchmark (8 x 1) failed" ;;
     *) say "unknown part $part" ;;

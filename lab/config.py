@@ -59,7 +59,9 @@ class TrainConfig:
     optimizer: str = "adamw_8bit"
     max_seq_length: int = 2048
     padding_free: bool = True
+    group_by_length: bool = False
     gradient_checkpointing: bool = False
+    checkpointing_mode: str = "unsloth"
     logging_steps: int = 1
     lora: LoraConfig = field(default_factory=LoraConfig)
 
@@ -73,6 +75,8 @@ class EvaluateConfig:
     rouge_use_stemmer: bool = True
     rouge_tokenizer: str = "default"
     semantic_similarity: bool = True
+    decode: str = "auto"
+    cuda_graph: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ def validate(config: LabConfig) -> LabConfig:
            f"train.quantization must be auto|4bit|8bit|none, got {train.quantization!r}")
     for name in ("batch_size", "grad_accum", "max_seq_length", "logging_steps"):
         _check(getattr(train, name) > 0, f"train.{name} must be positive, got {getattr(train, name)}")
+    _check(train.checkpointing_mode in {"unsloth", "plain"},
+           f"train.checkpointing_mode must be unsloth|plain, got {train.checkpointing_mode!r}")
     _check(train.epochs > 0, f"train.epochs must be positive, got {train.epochs}")
     _check(train.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {train.warmup_steps}")
     _check(train.lora.r > 0 and train.lora.alpha > 0, "train.lora.r and train.lora.alpha must be positive")
@@ -173,6 +179,8 @@ def validate(config: LabConfig) -> LabConfig:
            f"evaluate.rouge_types must be a non-empty subset of {sorted(known_rouge)}, got {ev.rouge_types}")
     _check(ev.rouge_tokenizer in {"default", "whitespace"},
            f"evaluate.rouge_tokenizer must be default|whitespace, got {ev.rouge_tokenizer!r}")
+    _check(ev.decode in {"auto", "generate", "static"},
+           f"evaluate.decode must be auto|generate|static, got {ev.decode!r}")
     for name in ("max_new_tokens", "batch_size", "max_input_tokens"):
         _check(getattr(ev, name) > 0, f"evaluate.{name} must be positive, got {getattr(ev, name)}")
     _validate_compare(config)

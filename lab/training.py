@@ -12,6 +12,9 @@ from typing import Any
 from lab.config import LabConfig
 from lab.modeling import Runtime, ensure_pad_token
 
+# Unsloth's use_gradient_checkpointing value for each train.checkpointing_mode.
+CHECKPOINTING_MODES: dict[str, str | bool] = {"unsloth": "unsloth", "plain": True}
+
 
 def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
     """The chat-template text of a conversation and the character spans of its assistant turns.
@@ -68,8 +71,13 @@ def tokenize_for_training(
 
 
 def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
-    """The base model with LoRA adapters on the configured projections, for the chosen backend."""
+    """The base model with LoRA adapters on the configured projections, for the chosen backend.
+
+    With train.gradient_checkpointing on, train.checkpointing_mode picks Unsloth's mode: "unsloth"
+    (its own, which offloads the saved activations to CPU memory) or "plain" (recompute only; more
+    GPU memory, and faster at the lab's micro-batches on an H100/H200)."""
     lora, train = config.train.lora, config.train
+    mode = train.checkpointing_mode
     if runtime.backend == "unsloth":
         from unsloth import FastLanguageModel
 
@@ -80,7 +88,7 @@ def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) ->
         model = FastLanguageModel.get_peft_model(
             model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
             target_modules=lora.target_modules, random_state=config.seed,
-            use_gradient_checkpointing="unsloth" if train.gradient_checkpointing else False,
+            use_gradient_checkpointing=CHECKPOINTING_MODES[mode] if train.gradient_checkpointing else False,
         )
         if config.model.chat_template:
             from unsloth.chat_templates import get_chat_template
@@ -118,7 +126,11 @@ def _load_hf_trainable(base_dir: Path, config: LabConfig, runtime: Runtime) -> t
 
 
 def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path) -> Any:
-    """trl's SFTConfig from the lab's params; every default that matters is set explicitly."""
+    """trl's SFTConfig from the lab's params; every default that matters is set explicitly.
+
+    train.group_by_length draws each optimizer step's examples from a pool of similar lengths
+    (transformers' LengthGroupedSampler), which cuts the pad tokens of padded batches; it changes
+    the data order, so it is off unless asked for."""
     from trl import SFTConfig
 
     train = config.train
@@ -147,6 +159,7 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path) -> Any:
         use_cpu=runtime.device == "cpu",
         dataloader_num_workers=0,
         disable_tqdm=True,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
     )
 
 
@@ -167,7 +180,8 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], config: LabConfig
     from trl import SFTTrainer
 
     trainer = SFTTrainer(
-        model=model, args=sft_config(config, runtime, work_dir), train_dataset=Dataset.from_list(rows),
+        model=model, args=sft_config(config, runtime, work_dir),
+        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer, callbacks=callbacks,
     )
     started = time.perf_counter()

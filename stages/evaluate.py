@@ -27,8 +27,8 @@ MODELS = ("base", "finetuned")
 def evaluate(config: LabConfig, model: Any, tokenizer: Any, examples: list[dict]) -> tuple[list[dict], dict]:
     """Generate for every eval example, score it, and aggregate; returns (rows, metrics)."""
     ev = config.evaluate
-    outputs, timing = generate(model, tokenizer, [e["input"] for e in examples],
-                               ev.batch_size, ev.max_new_tokens, ev.max_input_tokens)
+    outputs, timing = generate(model, tokenizer, [e["input"] for e in examples], ev.batch_size,
+                               ev.max_new_tokens, ev.max_input_tokens, decode=ev.decode, cuda_graph=ev.cuda_graph)
     predictions, references = [o["prediction"] for o in outputs], [e["reference"] for e in examples]
     scores = rouge_scores(predictions, references, ev.rouge_use_stemmer, tuple(ev.rouge_types), ev.rouge_tokenizer)
     if ev.semantic_similarity:

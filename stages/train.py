@@ -47,7 +47,10 @@ def train(config: LabConfig, base_dir: Path, train_file: Path, adapter_dir: Path
         "peak_memory_gib": peak_memory_gib(runtime.device),
         "data": token_stats,
         "ran": {**runtime.as_dict(), "optimizer": config.train.optimizer,
-                "padding_free": config.train.padding_free, "lora": as_dict(config.train.lora)},
+                "padding_free": config.train.padding_free, "group_by_length": config.train.group_by_length,
+                "gradient_checkpointing": (config.train.checkpointing_mode if config.train.gradient_checkpointing
+                                           and runtime.backend == "unsloth" else config.train.gradient_checkpointing),
+                "lora": as_dict(config.train.lora)},
     }
 
 

@@ -42,6 +42,9 @@ def test_lr_written_by_dvc_exp_set_is_parsed_as_a_float(tmp_path):
         ("lr: -1\n", "lr must be positive"),
         ("seed: 1.5\n", "seed: expected int"),
         ("train: {padding_free: 1}\n", "train.padding_free: expected bool"),
+        ("train: {checkpointing_mode: offload}\n", "train.checkpointing_mode must be unsloth|plain"),
+        ("evaluate: {decode: beam}\n", "evaluate.decode must be auto|generate|static"),
+        ("evaluate: {cuda_graph: yes please}\n", "evaluate.cuda_graph: expected bool"),
     ],
 )
 def test_bad_params_fail_with_a_message_naming_the_key(tmp_path, text, message):

@@ -38,3 +38,36 @@ def test_long_prompts_are_left_truncated_and_flagged_not_dropped(tokenizer):
     # The end of the prompt (the question and the generation prompt) is what survives.
     assert long["input_ids"] == full[1]["input_ids"][-40:]
     assert not prompts[0]["prompt_truncated"]
+
+
+def test_static_decoder_matches_transformers_generate(base_model, tokenizer):
+    """The lab's static-cache loop (CUDA graphs on a GPU, the same loop eagerly here) must give
+    transformers' greedy continuations, batched and one at a time."""
+    static, timing = generate(base_model, tokenizer, CONVERSATIONS, batch_size=3, max_new_tokens=12,
+                              max_input_tokens=1024, decode="static")
+    reference, ref_timing = generate(base_model, tokenizer, CONVERSATIONS, batch_size=3, max_new_tokens=12,
+                                     max_input_tokens=1024, decode="generate")
+    single = [generate(base_model, tokenizer, [c], batch_size=1, max_new_tokens=12, max_input_tokens=1024,
+                       decode="static")[0][0] for c in CONVERSATIONS]
+    predictions = [s["prediction"] for s in static]
+    assert predictions == [r["prediction"] for r in reference] == [s["prediction"] for s in single]
+    assert [s["new_tokens"] for s in static] == [r["new_tokens"] for r in reference]
+    assert timing["decoder"] == "static" and timing["decode_steps"] == "eager"  # no CUDA graph on CPU
+    assert ref_timing["decoder"] == "generate"
+
+
+def test_decoder_choice(base_model):
+    import pytest
+
+    from lab.generation import resolve_decoder
+
+    assert resolve_decoder(base_model, "auto") == ("generate", None)  # CPU behaviour unchanged
+    assert resolve_decoder(base_model, "static") == ("static", None)
+    with pytest.raises(ValueError):
+        resolve_decoder(base_model, "beam")
+    base_model.generation_config.repetition_penalty = 1.3  # only transformers' generate applies it
+    try:
+        decoder, reason = resolve_decoder(base_model, "static")
+        assert decoder == "generate" and "repetition_penalty" in reason
+    finally:
+        base_model.generation_config.repetition_penalty = 1.0

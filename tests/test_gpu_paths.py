@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import eval_throughput as ev  # noqa: E402
+import llama_arch  # noqa: E402
 import train_throughput as tt  # noqa: E402
 
 
@@ -28,13 +29,13 @@ def test_synthetic_rows_mask_the_prompt_share() -> None:
 
 
 def test_peak_and_mfu() -> None:
-    assert tt.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
-    assert tt.peak_tflops("NVIDIA H100 PCIe") == 756.0
-    assert tt.peak_tflops("NVIDIA H200") == 989.0
-    assert tt.peak_tflops("NVIDIA A10G") is None
+    assert llama_arch.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert llama_arch.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert llama_arch.peak_tflops("NVIDIA H200") == 989.0
+    assert llama_arch.peak_tflops("NVIDIA A10G") is None
     # 6 * 1e9 params * 1e4 tokens/s = 6e13 FLOP/s = 60 TFLOP/s of 989.
-    assert tt.mfu(10**9, 1e4, 989.0) == pytest.approx(60 / 989, abs=1e-4)
-    assert tt.mfu(10**9, 1e4, None) is None
+    assert llama_arch.mfu(10**9, 1e4, 989.0) == pytest.approx(60 / 989, abs=1e-4)
+    assert llama_arch.mfu(10**9, 1e4, None) is None
 
 
 def test_tokens_in_window_skips_the_warmup_steps() -> None:
@@ -54,6 +55,7 @@ def test_counting_collator_counts_real_tokens_padding_free_and_padded() -> None:
     padded = tt.CountingCollator(DataCollatorForLanguageModeling(pad_token_id=0, padding_free=False))
     padded(examples)
     assert padded.tokens == [5] and padded.padding_free is False  # the pad token is not counted
+    assert padded.padded == [6] and free.padded == [5]  # what the GPU computed, pad included
 
 
 def test_llama_3b_has_3_2b_parameters() -> None:
@@ -61,7 +63,7 @@ def test_llama_3b_has_3_2b_parameters() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     with torch.device("meta"):
-        model = LlamaForCausalLM(LlamaConfig(**tt.LLAMA_3B))
+        model = LlamaForCausalLM(LlamaConfig(**llama_arch.LLAMA_3B))
     assert sum(p.numel() for p in model.parameters()) == 3_212_749_824  # Llama-3.2-3B, tied embeddings
 
 
@@ -75,9 +77,24 @@ def test_left_pad_and_prefix() -> None:
 
 
 def test_pipeline_estimates_sum_two_fresh_processes() -> None:
-    results = {"batched_static": {"first_call_s": 30.0},
-               "fresh_process": {"dynamic": {"first_call_s": 10.0}, "static_warm_compile_cache": {"first_call_s": 12.5},
-                                 "dynamic_expandable_segments": {"error": "boom"}}}
-    assert ev.pipeline_estimates(results) == {"two_processes_dynamic": 20.0,
-                                              "two_processes_static_cold_then_warm_cache": 42.5}
+    fresh = {"static_graph_b100": [{"first_call_s": 3.5}, {"first_call_s": 3.7}],
+             "static_graph_b50": [{"first_call_s": 4.9}],
+             "hf_dynamic_b100": [{"error": "boom"}]}
+    assert ev.pipeline_estimates(fresh) == {"two_processes_static_graph_b100": 7.2,
+                                            "two_processes_static_graph_b50_projected": 9.8}
     assert ev.pipeline_estimates({}) == {}
+
+
+def test_agreement_counts_identical_rows_and_common_prefixes() -> None:
+    assert ev.agreement([[1, 2, 3], [4, 5, 6]], [[1, 2, 3], [4, 0, 6]]) == {"identical": 0.5, "mean_prefix": 2.0}
+
+
+def test_speedups_are_against_each_hf_variant() -> None:
+    results = {"unsloth/padding_free": {"tokens_per_s": 3000.0}, "hf/padding_free": {"tokens_per_s": 1500.0},
+               "hf/padded": {"tokens_per_s": 2000.0}, "hf/padded_grouped": {"error": "boom"},
+               "unsloth/padding_free_no_ckpt": {"tokens_per_s": 4000.0}}
+    assert tt.speedups(results) == {"unsloth/padding_free_vs_hf/padding_free": 2.0,
+                                    "unsloth/padding_free_vs_hf/padded": 1.5}
+    assert tt.speedups({"hf/padded": {"tokens_per_s": 1.0}}) == {}
+    # Every variant names the two settings the worker reads.
+    assert all({"padding_free", "checkpointing"} <= set(spec) for spec in tt.VARIANTS.values())

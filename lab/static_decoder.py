@@ -1,0 +1,189 @@
+"""The lab's greedy decoder over a static KV cache, replayed as a CUDA graph on a GPU.
+
+transformers' `generate` launches ~1,000 small kernels from Python per new token; at the lab's
+batch sizes that launch overhead, not the GPU, sets the pace. Here the KV cache is preallocated,
+every decode step only updates fixed buffers in place, so one step is captured as a CUDA graph
+and replayed for every further token. Grouped-query attention reads the cached keys and values in
+place instead of copying them once per query head (transformers' SDPA path copies them whenever
+there is a padding mask). No compilation: the capture costs about one decode step. On CPU the same
+loop runs eagerly, which is how the tests pin it token for token against `generate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Generation-config settings that change greedy choices, which only transformers' generate applies:
+# with any of them set to a non-neutral value, the static decoder is not used.
+_LOGITS_SETTINGS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
+                    "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+                    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None,
+                    "min_length": 0, "min_new_tokens": None, "exponential_decay_length_penalty": None}
+_CACHE_ALIGN = 16  # the static cache's length is rounded up to this (aligned attention-mask rows)
+_DONE_CHECK_EVERY = 8  # decode steps between checks whether every row has stopped (a host sync)
+_ATTENTION_NAME = "lab_static_gqa_sdpa"
+
+
+def static_decoder_unsupported(model: Any) -> str | None:
+    """Why the static decoder cannot reproduce transformers' greedy output for this model, or None."""
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder model"
+    if getattr(config, "_attn_implementation", None) != "sdpa":
+        return f"attention implementation {getattr(config, '_attn_implementation', None)!r} (needs sdpa)"
+    if getattr(config, "sliding_window", None) or "sliding_attention" in (getattr(config, "layer_types", None) or []):
+        return "sliding-window attention"
+    generation = model.generation_config
+    for name, neutral in _LOGITS_SETTINGS.items():
+        if getattr(generation, name, neutral) not in (neutral, None):
+            return f"generation_config.{name}={getattr(generation, name)!r} (applied by transformers' generate only)"
+    return None
+
+
+def _gqa_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+              scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
+    """SDPA for the static decoder. A one-token decode step folds each key/value head's group of
+    query heads into the query-length axis, so the cache is read in place; everything else (the
+    prefill) is transformers' own SDPA path."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    batch, heads, q_len, dim = query.shape
+    kv_heads = key.shape[1]
+    if q_len != 1 or attention_mask is None or attention_mask.ndim != 4 or heads % kv_heads:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    # Query head h attends with key/value head h // group (transformers' repeat_kv order).
+    folded = query.reshape(batch, kv_heads, heads // kv_heads, dim)
+    mask = attention_mask[:, :, :, : key.shape[2]]  # [batch, 1, 1, keys]: broadcast over heads and the group
+    out = torch.nn.functional.scaled_dot_product_attention(folded, key, value, attn_mask=mask, scale=scaling)
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+@contextlib.contextmanager
+def _static_attention(model: Any):
+    """Route the model's attention through _gqa_sdpa for the duration, then restore it."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(_ATTENTION_NAME, _gqa_sdpa)
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = _ATTENTION_NAME
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = previous
+
+
+@dataclass
+class _DecodeState:
+    """The fixed buffers one decode step reads and updates in place (what makes it graph-capturable)."""
+
+    cache: Any
+    key_ok: Any  # [rows, cache length] bool: key slots a query may attend to
+    tokens: Any  # [rows, max_new_tokens] the chosen tokens
+    done: Any  # [rows] bool: row has produced a stop token
+    current: Any  # [rows, 1] the token fed to the next step
+    position: Any  # [rows, 1] its position id
+    slot: Any  # [1] its cache slot
+    step_index: Any  # [1] its column in `tokens`
+    stop_ids: Any
+
+
+def _prefill(model: Any, batch: list[list[int]], max_new_tokens: int, stops: list[int],
+             pad_token_id: int) -> _DecodeState:
+    """Run the left-padded prompts through the model into a fresh static cache; the first new token."""
+    import torch
+    from transformers import StaticCache
+
+    device = model.device
+    rows, width = len(batch), max(len(p) for p in batch)
+    length = -(-(width + max_new_tokens) // _CACHE_ALIGN) * _CACHE_ALIGN
+    ids = torch.tensor([[pad_token_id] * (width - len(p)) + p for p in batch], device=device)
+    real = torch.tensor([[False] * (width - len(p)) + [True] * len(p) for p in batch], device=device)
+    key_ok = torch.zeros(rows, length, dtype=torch.bool, device=device)
+    key_ok[:, :width] = real
+    # Positions as transformers' generate numbers them for left-padded rows (pads get 1).
+    positions = (real.long().cumsum(-1) - 1).masked_fill(~real, 1)
+    slots = torch.arange(length, device=device)
+    causal = slots[None, :width, None] >= slots[None, None, :]  # [1, query, key]
+    # A pad query sees only itself, so no attention row is empty (an empty one would give NaN keys).
+    prefill_mask = (causal & (key_ok[:, None, :] | (slots[:width, None] == slots[None, :])[None]))[:, None]
+    cache = StaticCache(config=model.config, max_cache_len=length)
+    out = model(input_ids=ids, attention_mask=prefill_mask, position_ids=positions, past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
+    first = out.logits[:, -1].argmax(-1)
+    stop_ids = torch.tensor(stops or [-1], device=device)
+    tokens = torch.empty(rows, max_new_tokens, dtype=torch.long, device=device)
+    tokens[:, 0] = first
+    return _DecodeState(cache=cache, key_ok=key_ok, tokens=tokens, done=torch.isin(first, stop_ids),
+                        current=first[:, None].clone(), position=positions[:, -1:] + 1,
+                        slot=torch.tensor([width], device=device), step_index=torch.tensor([1], device=device),
+                        stop_ids=stop_ids)
+
+
+def _step(model: Any, state: _DecodeState) -> None:
+    """One decode step; only in-place updates of fixed buffers, so it can be graph-captured."""
+    import torch
+
+    state.key_ok.index_fill_(1, state.slot, True)
+    logits = model(input_ids=state.current, attention_mask=state.key_ok[:, None, None, :],
+                   position_ids=state.position, past_key_values=state.cache, use_cache=True).logits
+    chosen = logits[:, -1].argmax(-1)
+    state.tokens.index_copy_(1, state.step_index, chosen[:, None])
+    state.done.logical_or_(torch.isin(chosen, state.stop_ids))
+    state.current.copy_(chosen[:, None])
+    state.position.add_(1)
+    state.slot.add_(1)
+    state.step_index.add_(1)
+
+
+def _capture(model: Any, state: _DecodeState) -> Any:
+    """Run one step eagerly on a side stream (as capture wants: it also warms up the libraries'
+    handles and workspaces), then record the next one; the graph, or None where capture fails."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        _step(model, state)
+    torch.cuda.current_stream().wait_stream(side)
+    try:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            _step(model, state)
+        return graph
+    except Exception as error:  # capture refused by some op: the same loop, eagerly
+        log.warning("CUDA graph capture failed (%s); decoding eagerly", error)
+        torch.cuda.synchronize()
+        return None
+
+
+def static_batch(model: Any, batch: list[list[int]], max_new_tokens: int, stops: list[int], pad_token_id: int,
+                 cuda_graph: bool) -> tuple[list[list[int]], str]:
+    """Greedy decoding of one left-padded batch over a static KV cache; (new tokens, how it stepped).
+
+    Rows are not cut at their stop token here (the caller cuts there); the loop ends once every row
+    has produced one, or after max_new_tokens."""
+    import torch
+
+    with torch.inference_mode(), _static_attention(model):
+        state = _prefill(model, batch, max_new_tokens, stops, pad_token_id)
+        ran, how, graph = 1, "eager", None
+        if max_new_tokens > 2 and cuda_graph and model.device.type == "cuda":
+            graph = _capture(model, state)
+            ran += 1  # the eager warm-up step; the captured one has not run yet
+            how = "cuda_graph" if graph is not None else "eager"
+        while ran < max_new_tokens:
+            if ran % _DONE_CHECK_EVERY == 0 and bool(state.done.all()):
+                break
+            if graph is not None:
+                graph.replay()
+            else:
+                _step(model, state)
+            ran += 1
+        return state.tokens[:, :ran].tolist(), how
