@@ -54,6 +54,9 @@ def render(base: dict[str, Any], finetuned: dict[str, Any], comparison: dict[str
            train: dict[str, Any], data: dict[str, Any]) -> str:
     rows, boot = data["rows"], comparison["bootstrap"]
     rouge = base["rouge_config"]
+    model = base.get("semantic_model")
+    semantic = (f"and semantic similarity (cosine of `{model}` embeddings)" if model
+                else "(semantic similarity off: evaluate.semantic_similarity)")
     return f"""# Fine-tuning report
 
 Dataset `{data['source']}`: {rows['train']} training conversations (of {rows['train_available']} in the train
@@ -64,7 +67,7 @@ tokens, on `{base['device']}`.
 ## Scores (mean over {comparison['examples']} examples)
 
 ROUGE F-measures (rouge-score, stemming {'on' if rouge['use_stemmer'] else 'off'}, `{rouge['tokenizer']}` tokenizer)
-and semantic similarity (cosine of `{base.get('semantic_model')}` embeddings). Intervals: {boot['confidence']:.0%}
+{semantic}. Intervals: {boot['confidence']:.0%}
 percentile bootstrap over the eval examples, {boot['resamples']:,} resamples, seed {boot['seed']}; the difference
 and its two-sided p-value come from a paired bootstrap (both models resampled on the same examples).
 

@@ -74,3 +74,11 @@ def test_loss_curve_is_read_from_dvclive_tsv(tmp_path):
     tsv.write_text("step\tloss\n0\t2.5\n1\t2.0\n")
     assert load_report_stage().read_loss_curve(tsv) == ([0.0, 1.0], [2.5, 2.0])
     assert load_report_stage().read_loss_curve(tmp_path / "missing.tsv") == ([], [])
+
+
+def test_report_says_when_semantic_similarity_is_off():
+    base, finetuned = eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0)
+    base["semantic_model"] = finetuned["semantic_model"] = None
+    comparison = {**COMPARE, "metrics": {"rougeL": COMPARE["metrics"]["rougeL"]}}
+    text = load_report_stage().render(base, finetuned, comparison, GALLERY, TRAIN, DATA)
+    assert "semantic similarity off" in text and "`None`" not in text
