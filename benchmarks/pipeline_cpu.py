@@ -20,7 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info  # noqa: E402
 
-STAGES = ["base_model", "prepare", "train", "evaluate_base", "evaluate_finetuned", "report"]
+
+def pipeline_stages(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
+    """The stages as dvc.yaml lists them, which is their dependency order."""
+    import yaml
+
+    return list(yaml.safe_load(dvc_yaml.read_text())["stages"])
 
 
 def main() -> None:
@@ -29,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     dvc = str(Path(sys.executable).with_name("dvc"))
     seconds = {}
-    for stage in STAGES:
+    for stage in pipeline_stages():
         started = time.perf_counter()
         subprocess.run([dvc, "repro", "--force", "--single-item", stage], check=True)
         seconds[stage] = round(time.perf_counter() - started, 1)
