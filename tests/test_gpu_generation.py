@@ -1,0 +1,37 @@
+"""The CUDA-graph decoder on the real embedded model, against transformers' generate.
+
+Runs only where a CUDA GPU is (CI's CPU run skips it; benchmarks/gpu_run.sh runs it on the lent
+GPU). No Unsloth here: the evaluate stage never imports it.
+"""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What does `numpy.argsort` do?"},
+     {"role": "assistant", "content": "Returns the indices that would sort an array."},
+     {"role": "user", "content": "What parameters does it take?"},
+     {"role": "assistant", "content": "`argsort` takes:\n- `a`: Array to sort.\n- `axis`: Axis along which to sort."}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}],
+    [{"role": "user", "content": "Summarise: pandas.DataFrame.merge joins two frames on columns or indexes, "
+                                 "like a database join, keeping the keys of both sides."},
+     {"role": "assistant", "content": "It merges two DataFrames with a database-style join on columns or indexes."}],
+]
+
+
+def test_cuda_graph_decoder_gives_generates_tokens(embedded_model_dir):
+    """The static decoder replayed as a CUDA graph against transformers' generate, bf16, batched."""
+    from lab.generation import generate
+    from lab.modeling import load_for_inference
+
+    model, tokenizer = load_for_inference(embedded_model_dir, None, "cuda")
+    prompts = [c[:-1] for c in CONVERSATIONS] * 4
+    static, ran = generate(model, tokenizer, prompts, batch_size=12, max_new_tokens=48, max_input_tokens=1024,
+                           decode="static")
+    reference, _ = generate(model, tokenizer, prompts, batch_size=12, max_new_tokens=48, max_input_tokens=1024,
+                            decode="generate")
+    assert ran["decode_steps"] == "cuda_graph"
+    assert [s["prediction"] for s in static] == [r["prediction"] for r in reference]
