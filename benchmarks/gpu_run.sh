@@ -105,7 +105,7 @@ p['evaluate']['semantic_similarity'] = False; yaml.safe_dump(p, open('params.yam
   if [ -f stages/compare.py ]; then  # dvc.yaml's compare stage, where the tree has it
     stage compare --predictions-dir metrics/predictions --metrics metrics/compare.json || return 1
   fi
-  stage report --metrics-dir metrics --loss-curve dvclive/plots/metrics/train/loss.tsv || return 1
+  stage report --metrics-dir metrics --loss-curve dvclive/plots/metrics/loss.tsv || return 1
   cat metrics/train.json
 }
 

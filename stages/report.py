@@ -121,7 +121,7 @@ The eval examples where fine-tuning changed the score most, in each direction.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
-    parser.add_argument("--loss-curve", type=Path, default=Path("dvclive/plots/metrics/train/loss.tsv"))
+    parser.add_argument("--loss-curve", type=Path, default=Path("dvclive/plots/metrics/loss.tsv"))
     args = parser.parse_args()
     write_text(args.metrics_dir / "report.md", build_report(args.metrics_dir, args.loss_curve))
     print(f"report: {args.metrics_dir / 'report.md'}")

@@ -50,5 +50,7 @@ def test_unsloth_padding_free_batches_give_the_padded_loss(embedded_model_dir, t
             losses["contaminated"] = _loss(trainer, model, joined)
         del trainer, model
         torch.cuda.empty_cache()
+    print(f"losses: padded {losses[False]:.5f}, padding-free {losses[True]:.5f}, "
+          f"one sequence {losses['contaminated']:.5f}")
     gap = abs(losses["contaminated"] - losses[False])
     assert abs(losses[True] - losses[False]) < min(0.01 * losses[False], gap / 5), losses

@@ -88,6 +88,9 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
     assert f"| ROUGE-L | {rouge_l['base']:.4f} {ci} |" in report
     assert comparison["length"]["summary"] in report and "## Per source" in report
     assert all((metrics / "plots" / f"{p}.png").stat().st_size > 0 for p in ("scores", "lengths", "loss"))
+    # The report's loss curve (the file dvc.yaml hands it) has one point per optimizer step.
+    loss_curve = yaml.safe_load((lab_copy / "dvc.yaml").read_text())["plots"][0]
+    assert len((lab_copy / next(iter(loss_curve))).read_text().splitlines()) == 1 + train["steps"]
     assert len((metrics / "predictions" / "finetuned.jsonl").read_text().splitlines()) == 4
     run(["git", "add", "-A"], lab_copy)
     run(["git", "commit", "-qm", "baseline"], lab_copy)
