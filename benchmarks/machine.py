@@ -24,6 +24,19 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Installed versions of the named distributions (None where one is missing)."""
+    import importlib.metadata
+
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as handle:

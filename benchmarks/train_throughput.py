@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from llama_arch import LLAMA_3B, build_random_llama, mfu, peak_tflops  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, package_versions  # noqa: E402
 
 # FineTome-100k conversations in Llama-3 tokens: mean ~500 with a long tail, cut at the lab's
 # max_seq_length (2048). A lognormal with sigma 1 and this median gives a clipped mean of ~500.
@@ -296,7 +296,8 @@ def payload_for(args: argparse.Namespace, machine: dict[str, Any], peak: float |
         "mfu_convention": "6 * parameters * tokens_per_s / peak; attention FLOPs and pad tokens not counted",
         "peak_bf16_tflops_assumed": peak,
         "results": results, "speedups": speedups(results),
-        "versions": _versions(),
+        "versions": package_versions(("torch", "transformers", "trl", "peft", "bitsandbytes", "unsloth",
+                                      "unsloth_zoo", "accelerate")),
     }
 
 
@@ -325,19 +326,6 @@ def main() -> None:
     print(json.dumps({"gpu": payload["gpu"], "speedups": payload["speedups"],
                       **{name: {k: r.get(k) for k in ("tokens_per_s", "mfu", "peak_allocated_gib", "error")}
                          for name, r in results.items()}}))
-
-
-def _versions() -> dict[str, str | None]:
-    import importlib.metadata
-
-    names = ("torch", "transformers", "trl", "peft", "bitsandbytes", "unsloth", "unsloth_zoo", "accelerate")
-    found: dict[str, str | None] = {}
-    for name in names:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 if __name__ == "__main__":

@@ -124,7 +124,6 @@ def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]
     "static"; cuda_graph: whether the static decoder replays a captured CUDA graph on CUDA."""
     prompts = encode_prompts(tokenizer, conversations, max_input_tokens)
     stops = stop_token_ids(model, tokenizer)
-    tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
     started = time.perf_counter()
     continuations, ran = generate_ids(model, [p["input_ids"] for p in prompts], max_new_tokens, stops,
                                       tokenizer.pad_token_id, batch_size, decode, cuda_graph)
