@@ -36,6 +36,8 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from llama_arch import LLAMA_3B, build_random_llama  # noqa: E402
 from machine import machine_info  # noqa: E402
 
+from lab.generation import left_pad  # noqa: E402  (the padding the evaluate stage uses)
+
 PROMPTS, NEW_TOKENS = 100, 256  # the reference lab: data.eval_examples 100, evaluate.max_new_tokens 256
 PROMPT_MIN, PROMPT_MAX = 240, 360  # "~300 tokens": uniform around 300, so the batch needs left padding
 
@@ -51,14 +53,6 @@ def make_prompts(seed: int) -> list[list[int]]:
 
     rng = np.random.default_rng(seed + 1)
     return [rng.integers(0, 128000, size=n).tolist() for n in prompt_lengths(PROMPTS, seed)]
-
-
-def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Left-padded ids and attention masks, as lab.generation batches prompts for decoding."""
-    width = max(len(p) for p in prompts)
-    ids = [[pad_id] * (width - len(p)) + p for p in prompts]
-    masks = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
-    return ids, masks
 
 
 def matching_prefix(a: list[int], b: list[int]) -> int:

@@ -43,14 +43,21 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _generate_batch(model: Any, batch: list[list[int]], max_new_tokens: int, stops: list[int],
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Prompts padded on the left to the longest one, and their attention masks (1: a real token):
+    a decoder-only model continues each row from its right edge."""
+    width = max(len(p) for p in prompts)
+    ids = [[pad_id] * (width - len(p)) + p for p in prompts]
+    masks = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
+    return ids, masks
+
+
+def _generate_batch(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: list[int],
                     pad_token_id: int) -> list[list[int]]:
-    """transformers' generate: left-padded batch, dynamic KV cache."""
+    """transformers' generate on one left-padded batch, dynamic KV cache."""
     import torch
 
-    width = max(len(p) for p in batch)
-    ids = torch.tensor([[pad_token_id] * (width - len(p)) + p for p in batch], device=model.device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=model.device)
+    width = ids.shape[1]
     with torch.inference_mode():
         output = model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
@@ -93,6 +100,8 @@ def generate_ids(model: Any, prompts: list[list[int]], max_new_tokens: int, stop
 
     Batches hold prompts of similar length (longest first: less padding, and memory peaks early).
     Returns the continuations and what ran: the decoder, and how the static one stepped."""
+    import torch
+
     decoder, reason = resolve_decoder(model, decode)
     if reason:
         log.warning("decode=%s: using transformers' generate (%s)", decode, reason)
@@ -102,12 +111,13 @@ def generate_ids(model: Any, prompts: list[list[int]], max_new_tokens: int, stop
     with _cuda_sdpa_settings(model.device.type):
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
-            batch = [prompts[i] for i in indices]
+            ids, mask = (torch.tensor(rows, device=model.device)
+                         for rows in left_pad([prompts[i] for i in indices], pad_token_id))
             if decoder == "static":
-                continuations, how = static_batch(model, batch, max_new_tokens, stops, pad_token_id, cuda_graph)
+                continuations, how = static_batch(model, ids, mask, max_new_tokens, stops, cuda_graph)
                 steps.add(how)
             else:
-                continuations = _generate_batch(model, batch, max_new_tokens, stops, pad_token_id)
+                continuations = _generate_batch(model, ids, mask, max_new_tokens, stops, pad_token_id)
             for index, tokens in zip(indices, continuations, strict=True):
                 outputs[index] = tokens
     ran = {"decoder": decoder, **({"decode_steps": "+".join(sorted(steps))} if steps else {}),

@@ -94,17 +94,15 @@ class _DecodeState:
     stop_ids: Any
 
 
-def _prefill(model: Any, batch: list[list[int]], max_new_tokens: int, stops: list[int],
-             pad_token_id: int) -> _DecodeState:
+def _prefill(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: list[int]) -> _DecodeState:
     """Run the left-padded prompts through the model into a fresh static cache; the first new token."""
     import torch
     from transformers import StaticCache
 
     device = model.device
-    rows, width = len(batch), max(len(p) for p in batch)
+    rows, width = ids.shape
     length = -(-(width + max_new_tokens) // _CACHE_ALIGN) * _CACHE_ALIGN
-    ids = torch.tensor([[pad_token_id] * (width - len(p)) + p for p in batch], device=device)
-    real = torch.tensor([[False] * (width - len(p)) + [True] * len(p) for p in batch], device=device)
+    real = mask.bool()
     key_ok = torch.zeros(rows, length, dtype=torch.bool, device=device)
     key_ok[:, :width] = real
     # Positions as transformers' generate numbers them for left-padded rows (pads get 1).
@@ -163,16 +161,17 @@ def _capture(model: Any, state: _DecodeState) -> Any:
         return None
 
 
-def static_batch(model: Any, batch: list[list[int]], max_new_tokens: int, stops: list[int], pad_token_id: int,
+def static_batch(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: list[int],
                  cuda_graph: bool) -> tuple[list[list[int]], str]:
-    """Greedy decoding of one left-padded batch over a static KV cache; (new tokens, how it stepped).
+    """Greedy decoding of one left-padded batch (ids and attention mask, as transformers' generate
+    takes them) over a static KV cache; (new tokens, how it stepped).
 
     Rows are not cut at their stop token here (the caller cuts there); the loop ends once every row
     has produced one, or after max_new_tokens."""
     import torch
 
     with torch.inference_mode(), _static_attention(model):
-        state = _prefill(model, batch, max_new_tokens, stops, pad_token_id)
+        state = _prefill(model, ids, mask, max_new_tokens, stops)
         ran, how, graph = 1, "eager", None
         if max_new_tokens > 2 and cuda_graph and model.device.type == "cuda":
             graph = _capture(model, state)
