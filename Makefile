@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup repro test lint
+.PHONY: setup repro test lint wheelhouse figures figures-check
 
 setup: $(VENV)/.installed
 
@@ -25,3 +25,23 @@ lint: setup
 
 test: setup lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# Wheels for an offline CUDA host (see README, "An air-gapped CUDA host"). SKIP lists the
+# distributions the host already has (names or shell patterns), e.g. SKIP="torch nvidia-* triton".
+PYTHON_VERSION ?= 3.12
+ARCH ?= x86_64
+GLIBC ?= 2.35
+WHEELHOUSE ?= wheelhouse
+SKIP ?=
+BITSANDBYTES_CUDA ?=
+
+wheelhouse: setup
+	$(BIN)/python tools/wheelhouse.py --out $(WHEELHOUSE) --python-version $(PYTHON_VERSION) --arch $(ARCH) --glibc $(GLIBC) \
+	  --skip $(foreach name,$(SKIP),'$(name)') --bitsandbytes-cuda $(BITSANDBYTES_CUDA)
+
+# The README's benchmark figures, rendered from benchmarks/results/ (a test runs the check).
+figures: setup
+	$(BIN)/python benchmarks/readme_figures.py --write
+
+figures-check: setup
+	$(BIN)/python benchmarks/readme_figures.py --check

@@ -1,6 +1,6 @@
 """Generation throughput of the lab's evaluation workload on the Llama-3.2-3B architecture.
 
-usage: python benchmarks/eval_throughput.py [--out benchmarks/results/gpu_eval_throughput.json] [--single 5]
+usage: python benchmarks/eval_throughput.py [--out benchmarks/results/eval_throughput.json] [--single 5]
 
 100 prompts of ~300 tokens, 256 new tokens each, greedy, with every sequence running the full 256
 tokens (random weights rarely emit EOS, but the figure must not depend on it: the static decoder
@@ -27,16 +27,14 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
-from llama_arch import LLAMA_3B, build_random_llama  # noqa: E402
-from machine import machine_info  # noqa: E402
+from llama_arch import LLAMA_3B, build_random_llama
 
-from lab.generation import left_pad  # noqa: E402  (the padding the evaluate stage uses)
+from lab.generation import left_pad  # the padding the evaluate stage uses
+from lab.io import write_json
+from lab.provenance import result_header
 
 PROMPTS, NEW_TOKENS = 100, 256  # the reference lab: data.eval_examples 100, evaluate.max_new_tokens 256
 PROMPT_MIN, PROMPT_MAX = 240, 360  # "~300 tokens": uniform around 300, so the batch needs left padding
@@ -180,12 +178,14 @@ def profile_step(seed: int, out: Path | None) -> None:
               for n, prof in zip((1, 41), calls, strict=True)]
     print("\n".join(tables))
     if out is not None:
-        out.write_text("\n".join(tables))
+        write_json(out, {**result_header(__file__, "CUDA kernels of the static decoder at batch 100, eager: "
+                                                   "the prefill alone, then with 40 decode steps"),
+                         "kernel_tables": tables})
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu_eval_throughput.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/eval_throughput.json"))
     parser.add_argument("--single", type=int, default=5, help="prompts run one at a time with the static decoder")
     parser.add_argument("--single-hf", type=int, default=1, help="prompts run one at a time with generate")
     parser.add_argument("--seed", type=int, default=3407)
@@ -194,7 +194,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-fresh-processes", action="store_true")
     parser.add_argument("--no-hf", action="store_true", help="skip transformers' generate (saves ~30 s)")
     parser.add_argument("--fresh-hf", action="store_true", help="also a fresh process with transformers' generate")
-    parser.add_argument("--profile", type=Path, help="only profile decode steps; write the kernel table here")
+    parser.add_argument("--profile", type=Path, help="only profile decode steps; write the kernel tables (JSON) here")
     return parser.parse_args()
 
 
@@ -261,17 +261,13 @@ def measure_hf(model: Any, prompts: list[list[int]], args: argparse.Namespace, r
 
 def payload_for(results: dict[str, Any], fresh: dict[str, Any], parameters: int) -> dict[str, Any]:
     """The results JSON: every variant, the 200-generation totals, and the machine."""
-    import torch
-
     per_100 = {name: PROMPTS * NEW_TOKENS / results[name]["tokens_per_s"] for name in results
                if isinstance(results[name], dict) and "tokens_per_s" in results[name]}
-    machine = machine_info()
     return {
-        "benchmark": "greedy generation, Llama-3.2-3B architecture (random weights, bf16), "
-                     f"{PROMPTS} prompts of {PROMPT_MIN}-{PROMPT_MAX} tokens, {NEW_TOKENS} new tokens each, "
-                     "every sequence full length; SDPA without cuDNN's backend",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "gpu": machine.get("gpu"), "machine": machine, "parameters": parameters,
+        **result_header(__file__, "greedy generation, Llama-3.2-3B architecture (random weights, bf16), "
+                                  f"{PROMPTS} prompts of {PROMPT_MIN}-{PROMPT_MAX} tokens, {NEW_TOKENS} new tokens "
+                                  "each, every sequence full length; SDPA without cuDNN's backend"),
+        "parameters": parameters,
         "variants": results, "fresh_process": fresh,
         # A base-vs-fine-tuned evaluation generates twice for the same prompts with the same
         # architecture (the adapter is merged), in two evaluate processes.
@@ -280,7 +276,6 @@ def payload_for(results: dict[str, Any], fresh: dict[str, Any], parameters: int)
             **pipeline_estimates(fresh),
         },
         "fastest_steady": min(per_100, key=per_100.get),
-        "torch": torch.__version__,
     }
 
 
@@ -308,9 +303,9 @@ def main() -> None:
     # differences between kernels flip choices; graph vs eager runs the same kernels.
     results["agreement"] = checks
     payload = payload_for(results, fresh, parameters)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(json.dumps({k: payload[k] for k in ("gpu", "seconds_200_generations", "fastest_steady")}))
+    write_json(args.out, payload)
+    print(json.dumps({"gpu": payload["machine"].get("gpu"),
+                      **{k: payload[k] for k in ("seconds_200_generations", "fastest_steady")}}))
     print(json.dumps({"decode_step_ms": results["decode_step_ms"], "agreement": results["agreement"]}))
 
 

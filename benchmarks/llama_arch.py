@@ -29,9 +29,18 @@ def peak_tflops(gpu_name: str) -> float | None:
     return PEAK_BF16_TFLOPS[max(matches, key=len)] if matches else None
 
 
-def mfu(parameters: int, tokens_per_s: float, peak: float | None) -> float | None:
-    """Model FLOPs utilisation with the 6·N FLOPs-per-token convention (attention FLOPs left out)."""
-    return round(6 * parameters * tokens_per_s / (peak * 1e12), 4) if peak else None
+# Training FLOPs per token per parameter of the base model. LoRA on a frozen base runs the forward
+# pass (2·N) and, backward, only the gradients with respect to activations (2·N): the frozen
+# weights get no weight gradients, the other 2·N of full fine-tuning's usual 6·N. The adapters'
+# own FLOPs (<1% of N at r=16) and attention's are left out.
+LORA_FLOPS_PER_PARAMETER = 4
+FULL_FINETUNING_FLOPS_PER_PARAMETER = 6
+
+
+def mfu(parameters: int, tokens_per_s: float, peak: float | None,
+        flops_per_parameter: int = LORA_FLOPS_PER_PARAMETER) -> float | None:
+    """Model FLOPs utilisation: flops_per_parameter·N·tokens/s over the GPU's bf16 dense peak."""
+    return round(flops_per_parameter * parameters * tokens_per_s / (peak * 1e12), 4) if peak else None
 
 
 def build_random_llama(arch: dict[str, Any], out_dir: Path | None = None, seed: int = 0) -> tuple[Any, int]:

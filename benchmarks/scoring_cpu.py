@@ -7,36 +7,31 @@ reference is a docstring's summary (capped at 60 words, as the eval references r
 "fine-tuned" prediction a short paraphrase-like edit of it, the "base" prediction a longer answer
 that mixes it with unrelated docstring text (the base model runs about twice as long). Steps:
 ROUGE for both models, semantic similarity (model load timed apart), length-matched ROUGE, and the
-paired bootstrap (1000 and 10000 resamples) on rouge1, rouge2, rougeL and semantic similarity, and
-the compare stage's whole computation (every statistic the report shows) with the default params.
+paired bootstrap (1000 and 10000 resamples) on every ROUGE type and semantic similarity, and the
+compare stage's whole computation (every statistic the report shows), all with params.yaml's settings.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from machine import machine_info  # noqa: E402
+from lab import stats
+from lab.comparison import compare
+from lab.config import LabConfig, load_config
+from lab.io import write_json
+from lab.provenance import result_header
+from lab.scoring import metric_label, rouge_scores
+from lab.semantic import load_embedding_model, semantic_similarity
 
-from lab import stats  # noqa: E402
-from lab.config import LabConfig  # noqa: E402
-from lab.scoring import rouge_scores  # noqa: E402
-from lab.semantic import load_embedding_model, semantic_similarity  # noqa: E402
-
-METRICS = ("rouge1", "rouge2", "rougeL", "semantic")
 SECTION = re.compile(r"\n\s*(Parameters|Returns|See Also|Notes|Examples)\s*\n\s*-{3,}")
 
 
@@ -80,14 +75,6 @@ def build_rows(count: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[st
     return rows, base, finetuned
 
 
-def compare_stage() -> Any:
-    spec = importlib.util.spec_from_file_location("compare_stage", Path(__file__).resolve().parents[1] / "stages" /
-                                                  "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def timed(seconds: dict[str, float], step: str, call: Callable[[], Any]) -> Any:
     started = time.perf_counter()
     result = call()
@@ -96,42 +83,50 @@ def timed(seconds: dict[str, float], step: str, call: Callable[[], Any]) -> Any:
     return result
 
 
-def score_all(rows: list[dict[str, Any]], base: list[str], finetuned: list[str]) -> dict[str, Any]:
-    """Run and time every step; returns the timings and a few computed figures as a sanity check."""
-    references = [r["reference"] for r in rows]
+def time_bootstraps(seconds: dict[str, float], values: dict[str, dict[str, list[float]]],
+                    confidence: float) -> dict[int, dict[str, Any]]:
+    """The paired bootstrap of every metric at 1,000 and 10,000 resamples, each timed."""
+    metrics = list(values["base"])
+    return {resamples: timed(seconds, f"bootstrap_{resamples}x{len(metrics)}_metrics", lambda r=resamples: {
+        name: stats.paired_bootstrap(values["base"][name], values["finetuned"][name], r, 0, confidence)
+        for name in metrics}) for resamples in (1000, 10000)}
+
+
+def score_all(rows: list[dict[str, Any]], base: list[str], finetuned: list[str], config: LabConfig) -> dict[str, Any]:
+    """Run and time every step with params.yaml's scoring settings; returns the timings and a few
+    computed figures as a sanity check."""
+    ev, compare_config = config.evaluate, config.compare
+    references, sides = [r["reference"] for r in rows], {"base": base, "finetuned": finetuned}
+    rouge_settings = (ev.rouge_use_stemmer, ev.rouge_types, ev.rouge_tokenizer)
     seconds: dict[str, float] = {}
     # rouge-score (and NLTK's stemmer) is imported on first use: time that apart from scoring.
     timed(seconds, "import_rouge_score", lambda: __import__("rouge_score.rouge_scorer"))
-    plain = {side: timed(seconds, f"rouge_{side}", lambda p=predictions: rouge_scores(p, references, True))
-             for side, predictions in (("base", base), ("finetuned", finetuned))}
+    plain = {side: timed(seconds, f"rouge_{side}", lambda p=predictions: rouge_scores(p, references, *rouge_settings))
+             for side, predictions in sides.items()}
     timed(seconds, "semantic_model_load", lambda: load_embedding_model())
     semantic = {side: timed(seconds, f"semantic_{side}", lambda p=predictions: semantic_similarity(p, references))
-                for side, predictions in (("base", base), ("finetuned", finetuned))}
-    matched = timed(seconds, "length_matched_rouge", lambda: stats.length_matched_scores(base, finetuned, references))
-    values = {side: {**{name: [s[name]["fmeasure"] for s in plain[side]] for name in METRICS[:3]},
-                     "semantic": semantic[side]} for side in ("base", "finetuned")}
-    bootstrap: dict[int, dict[str, Any]] = {}
-    for resamples in (1000, 10000):
-        bootstrap[resamples] = timed(seconds, f"bootstrap_{resamples}x{len(METRICS)}_metrics", lambda r=resamples: {
-            name: stats.paired_bootstrap(values["base"][name], values["finetuned"][name], r, seed=0)
-            for name in METRICS})
+                for side, predictions in sides.items()}
+    matched = timed(seconds, "length_matched_rouge",
+                    lambda: stats.length_matched_scores(base, finetuned, references, *rouge_settings))
+    values = {side: {**{name: [s[name]["fmeasure"] for s in plain[side]] for name in ev.rouge_types},
+                     "semantic": semantic[side]} for side in sides}
+    bootstrap = time_bootstraps(seconds, values, compare_config.confidence)
+    scored = {side: [{**r, "prediction": p, "hit_max_new_tokens": False, "scores": {**s, "semantic": semantic[side][i]}}
+                     for i, (r, p, s) in enumerate(zip(rows, predictions, plain[side], strict=True))]
+              for side, predictions in sides.items()}
     timed(seconds, "per_source_length_gallery", lambda: (
         stats.per_source([r["source"] for r in rows], values["base"], values["finetuned"]),
         stats.length_ratio(base, references), stats.length_ratio(finetuned, references),
-        stats.gallery(*[[{**r, "prediction": p, "scores": s} for r, p, s in zip(rows, preds, plain[side], strict=True)]
-                        for side, preds in (("base", base), ("finetuned", finetuned))])))
-    scored = {side: [{**r, "prediction": p, "hit_max_new_tokens": False,
-                      "scores": {**s, "semantic": semantic[side][i]}}
-                     for i, (r, p, s) in enumerate(zip(rows, preds, plain[side], strict=True))]
-              for side, preds in (("base", base), ("finetuned", finetuned))}
-    # What `dvc repro` runs: the compare stage's own function, with the default params.
-    timed(seconds, "compare_stage_all_statistics", lambda: compare_stage().compare(LabConfig(), scored["base"],
-                                                                                  scored["finetuned"]))
-    plain_gain = bootstrap[10000]["rougeL"]["difference"]
-    matched_gain = float(np.mean(matched["finetuned"]["rougeL"]) - np.mean(matched["base"]["rougeL"]))
-    sentence = stats.describe_length_effect(plain_gain, matched_gain,
+        stats.gallery(scored["base"], scored["finetuned"], compare_config.headline_metric,
+                      compare_config.gallery_examples)))
+    # What `dvc repro` runs: the compare stage's own computation, with params.yaml as committed.
+    timed(seconds, "compare_stage_all_statistics", lambda: compare(config, scored["base"], scored["finetuned"]))
+    headline = compare_config.headline_metric if compare_config.headline_metric in matched["base"] else "rougeL"
+    matched_gain = float(np.mean(matched["finetuned"][headline]) - np.mean(matched["base"][headline]))
+    sentence = stats.describe_length_effect(bootstrap[10000][headline]["difference"], matched_gain,
                                             stats.length_ratio(base, references)["median"],
-                                            stats.length_ratio(finetuned, references)["median"])
+                                            stats.length_ratio(finetuned, references)["median"],
+                                            metric_label(headline))
     return {"seconds": seconds, "bootstrap_10000": bootstrap[10000], "length_effect": sentence}
 
 
@@ -144,12 +139,10 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     rows, base, finetuned = timed({}, "build_examples", lambda: build_rows(args.examples))
-    measured = score_all(rows, base, finetuned)
+    measured = score_all(rows, base, finetuned, load_config())
     seconds = measured["seconds"]
     result = {
-        "benchmark": f"score {args.examples} numpy-docstring examples for two models with every metric",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        **result_header(__file__, f"score {args.examples} numpy-docstring examples for two models with every metric"),
         "load_average_1_5_15min": {"before": [round(v, 2) for v in load_before],
                                    "after": [round(v, 2) for v in os.getloadavg()]},
         "examples": args.examples,
@@ -163,8 +156,7 @@ def main() -> None:
         "bootstrap_10000": measured["bootstrap_10000"],
         "length_effect": measured["length_effect"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_json(args.out, result)
     print(json.dumps({k: result[k] for k in ("step_seconds", "total_seconds", "load_average_1_5_15min")}, indent=2))
 
 

@@ -1,89 +1,55 @@
 """QLoRA SFT throughput on the Llama-3.2-3B architecture: Unsloth vs transformers + bitsandbytes + peft.
 
-usage: python benchmarks/train_throughput.py [--steps 25] [--unsloth padding_free ...] [--hf padding_free padded ...]
-                                             [--out benchmarks/results/gpu_train_throughput.json]
+usage: python benchmarks/train_throughput.py [--steps 20] [--unsloth padding_free_no_ckpt ...]
+                                             [--hf padding_free_no_ckpt padded ...]
+                                             [--out benchmarks/results/train_throughput.json]
 
-Both backends go through the lab's own code (lab.training.load_trainable_model and sft_config,
-then trl's SFTTrainer), each in its own process, which runs that backend's variants (VARIANTS:
+Both backends go through the lab's own code (lab.backends.load_trainable_model, lab.training's
+sft_config, then trl's SFTTrainer), each in its own process, which runs that backend's variants (VARIANTS:
 padding-free or padded batches, gradient checkpointing mode, length-grouped sampling) in turn:
 Unsloth patches transformers when it is imported, so the baseline must never see it. The weights
 are random (speed and memory do not depend on their values); the example lengths follow a seeded
 lognormal mix. Figures: real (non-pad) tokens/s after warm-up, model FLOPs utilisation
-(6·N·tokens/s over the GPU's bf16 dense peak) and peak GPU memory.
+(4·N·tokens/s over the GPU's bf16 dense peak, LoRA on a frozen base; 6·N as a second figure) and
+peak GPU memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
-from llama_arch import LLAMA_3B, build_random_llama, mfu, peak_tflops  # noqa: E402
-from machine import machine_info, package_versions  # noqa: E402
+from llama_arch import FULL_FINETUNING_FLOPS_PER_PARAMETER, LLAMA_3B, build_random_llama, mfu, peak_tflops
+from train_workload import (
+    LENGTH_MEDIAN,
+    LENGTH_SIGMA,
+    MAX_LEN,
+    MIN_LEN,
+    PROMPT_SHARE,
+    CountingCollator,
+    sample_lengths,
+    synthetic_rows,
+    tokens_in_window,
+)
 
-# FineTome-100k conversations in Llama-3 tokens: mean ~500 with a long tail, cut at the lab's
-# max_seq_length (2048). A lognormal with sigma 1 and this median gives a clipped mean of ~500.
-LENGTH_MEDIAN, LENGTH_SIGMA, MIN_LEN, MAX_LEN = 330.0, 1.0, 32, 2048
-# Share of each example that is the prompt (masked out of the loss), as in a chat turn.
-PROMPT_SHARE = 0.4
+from lab.io import write_json
+from lab.provenance import result_header
+
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 WARMUP_STEPS = 5  # kernel autotuning, allocator growth and Unsloth's first-call compiles stay out
 
 
-def sample_lengths(n: int, seed: int) -> list[int]:
-    """Seeded lognormal example lengths clipped to [MIN_LEN, MAX_LEN]."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    raw = rng.lognormal(mean=math.log(LENGTH_MEDIAN), sigma=LENGTH_SIGMA, size=n)
-    return [int(x) for x in np.clip(np.rint(raw), MIN_LEN, MAX_LEN)]
-
-
-def synthetic_rows(lengths: list[int], vocab: int, seed: int) -> list[dict[str, list[int]]]:
-    """Pre-tokenized rows in the lab's format (input_ids + assistant_masks), random token ids."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed + 1)
-    rows = []
-    for length in lengths:
-        prompt = int(length * PROMPT_SHARE)
-        rows.append({"input_ids": rng.integers(0, vocab - 256, size=length).tolist(),
-                     "assistant_masks": [0] * prompt + [1] * (length - prompt)})
-    return rows
-
-
-def tokens_in_window(micro_batch_tokens: list[int], grad_accum: int, first_step: int, last_step: int) -> int:
-    """Tokens of optimizer steps first_step+1 .. last_step, from the per-micro-batch counts in order."""
-    return sum(micro_batch_tokens[first_step * grad_accum:last_step * grad_accum])
-
-
-class CountingCollator:
-    """Wraps the trainer's collator and records the real tokens of each micro-batch, in order."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.tokens, self.padded, self.padding_free = inner, [], [], None
-
-    def __call__(self, examples: list[dict]) -> dict:
-        batch = self.inner(examples)
-        mask = batch.get("attention_mask")
-        self.tokens.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
-        self.padded.append(int(batch["input_ids"].numel()))
-        self.padding_free = "position_ids" in batch and mask is None and batch["input_ids"].shape[0] == 1
-        return batch
-
-
-# What each measured configuration changes from the lab's (padding-free, gradient checkpointing on).
-# "padded" is what a user of transformers + bitsandbytes + peft gets by default: trl's collator
-# padding each micro-batch to its longest example, examples in random order.
+# What each measured configuration sets: batching and gradient checkpointing (params.yaml's
+# default is padding-free without checkpointing, `padding_free_no_ckpt`). "padded" is what a user
+# of transformers + bitsandbytes + peft gets by default: trl's collator padding each micro-batch
+# to its longest example, examples in random order.
 VARIANTS: dict[str, dict[str, Any]] = {
     "padding_free": {"padding_free": True, "checkpointing": True},
     "padding_free_no_ckpt": {"padding_free": True, "checkpointing": False},
@@ -102,16 +68,23 @@ VARIANT_NOTES = {
 }
 
 
-def variant_config(backend: str, variant: str, seed: int, batch: tuple[int, int]) -> Any:
-    """The lab's hyperparameters (batch 2 x grad-accum 4, adamw_8bit, lr 2e-4, r=16 on all linear
-    layers) at the lab's max_seq_length, with what `variant` changes."""
-    from lab.config import LabConfig, TrainConfig
-
+def variant_overrides(backend: str, variant: str, seed: int, batch: tuple[int, int]) -> dict[str, Any]:
+    """What the benchmark changes in params.yaml: the backend, 4-bit QLoRA, the reference lab's
+    max_seq_length, the batch shape and what `variant` sets; the rest (adamw_8bit, lr, LoRA r=16
+    on all linear layers) is params.yaml's."""
     spec = VARIANTS[variant]
-    return LabConfig(seed=seed, train=TrainConfig(
-        backend=backend, quantization="4bit", max_seq_length=MAX_LEN, gradient_checkpointing=spec["checkpointing"],
-        padding_free=spec["padding_free"], checkpointing_mode=spec.get("checkpointing_mode", "unsloth"),
-        group_by_length=spec.get("group_by_length", False), batch_size=batch[0], grad_accum=batch[1]))
+    train = {"backend": backend, "quantization": "4bit", "max_seq_length": MAX_LEN, "batch_size": batch[0],
+             "grad_accum": batch[1], "gradient_checkpointing": spec["checkpointing"],
+             "padding_free": spec["padding_free"]}
+    train |= {key: spec[key] for key in ("checkpointing_mode", "group_by_length") if key in spec}
+    return {"seed": seed, "train": train}
+
+
+def variant_config(backend: str, variant: str, seed: int, batch: tuple[int, int]) -> Any:
+    """params.yaml with the variant's overrides, validated as the pipeline's own config is."""
+    from lab.config import load_config
+
+    return load_config(PARAMS_FILE, overrides=variant_overrides(backend, variant, seed, batch))
 
 
 def step_clock(marks: dict[str, float], step_ends: list[float]) -> Any:
@@ -138,12 +111,24 @@ def step_clock(marks: dict[str, float], step_ends: list[float]) -> Any:
     return Clock()
 
 
+def window_figures(marks: dict[str, float], step_ends: list[float], counter: CountingCollator,
+                   grad_accum: int) -> dict[str, Any]:
+    """Tokens and seconds of the timed window (the optimizer steps after WARMUP_STEPS)."""
+    seconds, steps = marks["t1"] - marks["t0"], int(marks["steps"])
+    tokens = tokens_in_window(counter.tokens, grad_accum, WARMUP_STEPS, steps)
+    return {"steps": steps, "timed_steps": steps - WARMUP_STEPS, "timed_tokens": tokens,
+            "timed_tokens_with_padding": tokens_in_window(counter.padded, grad_accum, WARMUP_STEPS, steps),
+            "timed_s": round(seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
+            "warmup_s": round(marks["t0"] - marks["begin"], 1), "padding_free_batches": counter.padding_free,
+            "step_s": [round(b - a, 3) for a, b in zip(step_ends[1:], step_ends[2:], strict=False)]}
+
+
 def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: int,
                 batch: tuple[int, int] = (2, 4)) -> dict[str, Any]:
     """Train `steps` optimizer steps with one backend and variant through the lab's code."""
     import gc
 
-    from lab.modeling import resolve_runtime
+    from lab.runtime import resolve_runtime
 
     config = variant_config(backend, variant, seed, batch)
     runtime = resolve_runtime(config.train)  # imports unsloth (before transformers) for that backend
@@ -151,7 +136,8 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from lab.training import load_trainable_model, sft_config
+    from lab.backends import load_trainable_model
+    from lab.training import sft_config
 
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -167,23 +153,17 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
         counter = CountingCollator(trainer.data_collator)
         trainer.data_collator = counter
         trainer.train()
-    seconds, timed_steps = marks["t1"] - marks["t0"], int(marks["steps"])
-    tokens = tokens_in_window(counter.tokens, config.train.grad_accum, WARMUP_STEPS, timed_steps)
-    padded = tokens_in_window(counter.padded, config.train.grad_accum, WARMUP_STEPS, timed_steps)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     result = {
-        "backend": backend, "variant": variant, **VARIANTS[variant], "steps": timed_steps,
-        "timed_steps": timed_steps - WARMUP_STEPS,
-        "timed_tokens": tokens, "timed_tokens_with_padding": padded, "timed_s": round(seconds, 2),
-        "tokens_per_s": round(tokens / seconds, 1),
-        "warmup_s": round(marks["t0"] - marks["begin"], 1),
+        "backend": backend, "variant": variant, **VARIANTS[variant],
+        # Unsloth's checkpointing mode as it ran (params.yaml's unless the variant sets it).
+        "checkpointing_mode": config.train.checkpointing_mode if backend == "unsloth" else None,
+        **window_figures(marks, step_ends, counter, config.train.grad_accum),
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
-        "load_s": round(load_s, 1), "padding_free_batches": counter.padding_free,
-        "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "load_s": round(load_s, 1), "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "mean_example_tokens": round(sum(lengths) / len(lengths), 1),
-        "step_s": [round(b - a, 3) for a, b in zip(step_ends[1:], step_ends[2:], strict=False)],
     }
     del trainer, model
     gc.collect()
@@ -234,21 +214,31 @@ def run_backend(backend: str, variants: list[str], model_dir: Path, steps: int, 
 
 
 def speedups(results: dict[str, dict[str, Any]], reference: str = "unsloth/padding_free") -> dict[str, float]:
-    """tokens/s of `reference` over each hf variant's (real tokens only on both sides)."""
-    if "tokens_per_s" not in results.get(reference, {}):
+    """tokens/s of `reference` over each hf variant's with the same checkpointing setting (real
+    tokens only on both sides): checkpointing alone moves tokens/s more than the backend does."""
+    measured = results.get(reference, {})
+    if "tokens_per_s" not in measured:
         return {}
-    return {f"{reference}_vs_{name}": round(results[reference]["tokens_per_s"] / r["tokens_per_s"], 2)
-            for name, r in results.items() if name.startswith("hf/") and "tokens_per_s" in r}
+    return {f"{reference}_vs_{name}": round(measured["tokens_per_s"] / r["tokens_per_s"], 2)
+            for name, r in results.items() if name.startswith("hf/") and "tokens_per_s" in r
+            and r.get("checkpointing") == measured.get("checkpointing")}
+
+
+def all_speedups(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """speedups() of every Unsloth variant."""
+    return {key: ratio for name in results if name.startswith("unsloth/")
+            for key, ratio in speedups(results, name).items()}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu_train_throughput.json"))
-    parser.add_argument("--steps", type=int, default=25, help="optimizer steps per variant (the first 5 untimed)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per variant (the first 5 untimed)")
     parser.add_argument("--seed", type=int, default=3407)
-    parser.add_argument("--unsloth", nargs="*", default=["padding_free"], choices=list(VARIANTS),
-                        help="Unsloth variants, run in one process")
-    parser.add_argument("--hf", nargs="*", default=["padding_free", "padded"], choices=list(VARIANTS),
+    parser.add_argument("--unsloth", nargs="*", default=["padding_free_no_ckpt", "padding_free"],
+                        choices=list(VARIANTS), help="Unsloth variants, run in one process")
+    parser.add_argument("--hf", nargs="*", default=["padding_free_no_ckpt", "padding_free", "padded"],
+                        choices=list(VARIANTS),
                         help="transformers + bitsandbytes + peft variants, run in another process")
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/rand-llama-3b"))
     parser.add_argument("--timeout", type=int, default=400, help="seconds per backend process")
@@ -276,14 +266,12 @@ def model_parameters(model_dir: Path) -> int:
     return parameters
 
 
-def payload_for(args: argparse.Namespace, machine: dict[str, Any], peak: float | None, parameters: int,
+def payload_for(args: argparse.Namespace, peak: float | None, parameters: int,
                 results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The results JSON: what was trained, on what, and every variant's figures."""
     return {
-        "benchmark": "QLoRA SFT, Llama-3.2-3B architecture (random weights), lab hyperparameters; "
-                     "tokens/s count real (non-pad) tokens only",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "gpu": machine.get("gpu"), "machine": machine,
+        **result_header(__file__, "QLoRA SFT, Llama-3.2-3B architecture (random weights), lab hyperparameters; "
+                                  "tokens/s count real (non-pad) tokens only"),
         "model": {"architecture": "LlamaForCausalLM", **{k: v for k, v in LLAMA_3B.items() if k != "rope_parameters"},
                   "parameters": parameters, "weights": "random (seed 0), bf16 on disk, 4-bit nf4 when loaded"},
         "data": {"distribution": f"lognormal(median {LENGTH_MEDIAN}, sigma {LENGTH_SIGMA}) clipped to "
@@ -293,11 +281,11 @@ def payload_for(args: argparse.Namespace, machine: dict[str, Any], peak: float |
                      "steps": args.steps, "warmup_steps_untimed": WARMUP_STEPS},
         "variants": {name: dict(spec) for name, spec in VARIANTS.items()},
         "variant_notes": VARIANT_NOTES,
-        "mfu_convention": "6 * parameters * tokens_per_s / peak; attention FLOPs and pad tokens not counted",
+        "mfu_convention": "mfu_4n: 4 * parameters * tokens_per_s / peak (LoRA on a frozen base: forward plus "
+                          "the backward pass's input gradients); mfu_6n: the same with 6 * parameters (full "
+                          "fine-tuning's convention); attention FLOPs and pad tokens not counted",
         "peak_bf16_tflops_assumed": peak,
-        "results": results, "speedups": speedups(results),
-        "versions": package_versions(("torch", "transformers", "trl", "peft", "bitsandbytes", "unsloth",
-                                      "unsloth_zoo", "accelerate")),
+        "results": results, "speedups": all_speedups(results),
     }
 
 
@@ -308,23 +296,25 @@ def main() -> None:
         run_worker(args.worker, args.variants, args.model_dir, args.steps, args.seed, batch, args.deadline)
         return
     parameters = model_parameters(args.model_dir)
-    machine = machine_info()
-    peak = peak_tflops(machine.get("gpu", ""))
+    import torch
+
+    peak = peak_tflops(torch.cuda.get_device_name(0))
     results: dict[str, dict[str, Any]] = {}
     for backend, variants in (("unsloth", args.unsloth), ("hf", args.hf)):
         if not variants:
             continue
         for result in run_backend(backend, variants, args.model_dir, args.steps, args.seed, args.timeout, batch):
             if "tokens_per_s" in result:
-                result["mfu"] = mfu(parameters, result["tokens_per_s"], peak)
-            results[f"{backend}/{result['variant']}"] = result
+                result["mfu_4n"] = mfu(parameters, result["tokens_per_s"], peak)
+                result["mfu_6n"] = mfu(parameters, result["tokens_per_s"], peak, FULL_FINETUNING_FLOPS_PER_PARAMETER)
+            # A failed variant's line names only the variant: add its settings, as a measured one has.
+            results[f"{backend}/{result['variant']}"] = {**VARIANTS.get(result["variant"], {}), **result}
             print(json.dumps({k: v for k, v in result.items() if k not in ("step_s", "stderr_tail", "traceback")}),
                   flush=True)
-    payload = payload_for(args, machine, peak, parameters, results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(json.dumps({"gpu": payload["gpu"], "speedups": payload["speedups"],
-                      **{name: {k: r.get(k) for k in ("tokens_per_s", "mfu", "peak_allocated_gib", "error")}
+    payload = payload_for(args, peak, parameters, results)
+    write_json(args.out, payload)
+    print(json.dumps({"gpu": payload["machine"].get("gpu"), "speedups": payload["speedups"],
+                      **{name: {k: r.get(k) for k in ("tokens_per_s", "mfu_4n", "peak_allocated_gib", "error")}
                          for name, r in results.items()}}))
 
 

@@ -6,11 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.config import ConfigError
-from lab.data import DataError
-from lab.modeling import RuntimeConfigError
-
-EXPECTED_ERRORS = (ConfigError, DataError, RuntimeConfigError, FileNotFoundError)
+from lab.errors import LabError
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -18,5 +14,5 @@ def run_stage(main: Callable[[], None]) -> None:
     name = Path(sys.argv[0]).stem
     try:
         main()
-    except EXPECTED_ERRORS as error:
+    except (LabError, FileNotFoundError) as error:
         sys.exit(f"{name}: error: {error}")

@@ -9,14 +9,17 @@ An eval example is the history before the last assistant turn plus that turn as 
 
 from __future__ import annotations
 
+import platform
 import random
-import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.config import BUILTIN_DATASET, DataConfig
+from lab.config import BUILTIN_DATASET, DataConfig, LabConfig
+from lab.errors import DataError
+from lab.provenance import package_versions
+from lab.scoring import length_stats, word_count
 
 # ShareGPT speakers and chat roles seen in the wild, mapped to the chat schema.
 ROLE_ALIASES = {
@@ -26,10 +29,6 @@ ROLE_ALIASES = {
     "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
 }
 FILE_LOADERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-
-
-class DataError(ValueError):
-    """The dataset cannot be used as configured; the message says which rows and why."""
 
 
 class InvalidRow(ValueError):
@@ -105,7 +104,7 @@ def load_raw_rows(config: DataConfig) -> list[Any]:
     if source == BUILTIN_DATASET:
         from lab.docstrings import build_docstring_conversations
 
-        return build_docstring_conversations(config.builtin_packages, max_input_words=config.builtin_max_input_words)
+        return build_docstring_conversations(config.builtin)
     path = Path(source)
     if path.suffix.lower() in FILE_LOADERS or path.exists():
         if not path.is_file():
@@ -160,16 +159,6 @@ def to_eval_example(conversation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def word_count(text: str) -> int:
-    return len(text.split())
-
-
-def length_stats(values: Sequence[int]) -> dict[str, float]:
-    if not values:
-        return {"mean": 0.0, "median": 0.0, "max": 0}
-    return {"mean": round(statistics.fmean(values), 2), "median": float(statistics.median(values)), "max": max(values)}
-
-
 def dataset_stats(
     raw_count: int, dropped: Counter[str], train: list[dict], test: list[dict], eval_examples: list[dict]
 ) -> dict[str, Any]:
@@ -184,3 +173,27 @@ def dataset_stats(
         "eval_reference_words": length_stats([word_count(e["reference"]) for e in eval_examples]),
         "eval_sources": dict(sorted(Counter(e["source"] for e in eval_examples).items())),
     }
+
+
+def prepare(config: LabConfig) -> dict[str, Any]:
+    """The train, test and eval rows and their stats, all from the configured source.
+
+    Rows are validated (data.on_invalid), split with a seeded shuffle (data.test_size), the
+    training rows optionally capped (data.max_train_examples) and the eval sample drawn from the
+    test split (data.eval_examples), each as history-as-input and last-assistant-turn-as-reference.
+    """
+    data = config.data
+    raw_rows = load_raw_rows(data)
+    conversations, dropped = normalize_rows(raw_rows, data.on_invalid)
+    train_all, test = split_conversations(conversations, data.test_size, config.seed)
+    if data.eval_examples > len(test):
+        raise DataError(f"data.eval_examples={data.eval_examples} but the test split has only {len(test)} rows")
+    train = sample(train_all, data.max_train_examples, config.seed)
+    eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]
+    stats = dataset_stats(len(raw_rows), dropped, train, test, eval_examples)
+    stats["rows"]["train_available"] = len(train_all)
+    stats["source"] = data.source
+    if data.source == BUILTIN_DATASET:
+        # The builtin rows depend on the docstrings, i.e. on these versions.
+        stats["builtin_versions"] = {"python": platform.python_version(), **package_versions(data.builtin.packages)}
+    return {"train": train, "test": test, "eval": eval_examples, "stats": stats}

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.metadata
 import inspect
 import pkgutil
-import platform
 import re
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
+from lab.config import BuiltinConfig, TaskWeights
 from lab.docparse import ParsedDoc, cap_words, fit_words, parse_docstring, sentences
 
 # Explicit submodules for big packages: a pkgutil walk would import deprecated, internal or slow modules
@@ -28,32 +26,13 @@ SUBMODULES: dict[str, tuple[str, ...]] = {
     "pandas": ("api.extensions", "api.types", "errors", "plotting"),
 }
 SKIP_MODULES = (".tests", "._", "conftest", "testing", "__main__")
-# Closed-book with this probability when an open-book task is possible: ~7% of objects support closed-book
-# only, which brings the closed-book share to ~30%. Open-book tasks are then picked with these weights.
-CLOSED_SHARE = 0.25
-OPEN_WEIGHTS = {"summary": 0.45, "params": 0.40, "examples": 0.15}
-MAX_PARAMS = 6
+MAX_PARAMS = 6  # parameters quoted or listed per object: longer lists are truncated, not dropped
 
 # Container names masked before dedup, so pandas' templated docstrings that differ only in "Series" and
 # "DataFrame" (and numpy's array / masked-array twins) collapse; a generic leading verb likewise.
 _MASK = re.compile(r"\b(data ?frames?|series|(multi ?)?index(es)?|frames?|((nd|masked) ?)?arrays?|objects?)\b")
 _VERB = re.compile(r"^(returns?|gets?|computes?) ")
 _STOPWORDS = {"a", "an", "the", "of", "in", "on", "to", "for", "and", "or", "is", "be", "this"}
-
-def package_versions(packages: Sequence[str]) -> dict[str, str]:
-    """The version each package's docstrings came from: its distribution's, or Python's for stdlib modules."""
-    versions = {}
-    for name in packages:
-        if name in sys.stdlib_module_names:
-            versions[name] = f"python-{platform.python_version()}"
-            continue
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
-
-
 
 def _short_answer(doc: ParsedDoc) -> str:
     """The summary paragraph's first sentence or two; one more sentence when that is very short."""
@@ -85,25 +64,25 @@ def _fraction(qualname: str, salt: str) -> float:
     return int.from_bytes(hashlib.sha256(f"{salt}:{qualname}".encode()).digest()[:8], "big") / 2**64
 
 
-def _pick_task(qualname: str, doc: ParsedDoc) -> str:
-    """Closed-book with probability CLOSED_SHARE, else one of the open-book tasks the docstring supports."""
+def _pick_task(qualname: str, doc: ParsedDoc, closed_share: float, task_weights: TaskWeights) -> str:
+    """Closed-book with probability `closed_share`, else one of the open-book tasks the docstring
+    supports, drawn with `task_weights`."""
+    weights = {"summary": task_weights.summary, "params": task_weights.params, "examples": task_weights.examples}
     long_enough = len(" ".join(doc.paragraphs[1:]).split()) >= 20
     supported = {"summary": long_enough, "params": bool(doc.params), "examples": bool(doc.examples)}
-    open_tasks = [task for task in OPEN_WEIGHTS if supported[task]]
-    if not open_tasks or _fraction(qualname, "closed") < CLOSED_SHARE:
+    open_tasks = [task for task in weights if supported[task] and weights[task] > 0]
+    if not open_tasks or _fraction(qualname, "closed") < closed_share:
         return "closed"
-    point = _fraction(qualname, "task") * sum(OPEN_WEIGHTS[t] for t in open_tasks)
+    point = _fraction(qualname, "task") * sum(weights[t] for t in open_tasks)
     for task in open_tasks:
-        point -= OPEN_WEIGHTS[task]
+        point -= weights[task]
         if point < 0:
             return task
     return open_tasks[-1]
 
 
-def make_conversation(qualname: str, source: str, doc: ParsedDoc, max_input_words: int = 250,
-                      task: str | None = None) -> dict:
-    """One conversation about one object; the task is picked by a hash of `qualname` unless given."""
-    task = task or _pick_task(qualname, doc)
+def make_conversation(qualname: str, source: str, doc: ParsedDoc, max_input_words: int, task: str) -> dict:
+    """One conversation about one object, for `task` (closed, summary, params or examples)."""
     short, name = qualname.rsplit(".", 1)[-1], f"`{qualname}`"
     if task == "closed":
         turns = [f"What does {name} do?", cap_words(" ".join(doc.paragraphs), 60)]
@@ -207,19 +186,19 @@ def _normalise(text: str, qualname: str) -> str:
     return "".join(words) if sum(w != "_" and w not in _STOPWORDS for w in words) >= 3 else ""
 
 
-def build_docstring_conversations(
-    packages: Sequence[str], min_words: int = 25, max_input_words: int = 250
-) -> list[dict]:
-    """One conversation per well-documented public object of `packages`, sorted by id.
+def build_docstring_conversations(builtin: BuiltinConfig) -> list[dict]:
+    """One conversation per well-documented public object of `builtin.packages`, sorted by id.
 
     Rows are {"id": qualified name, "source": top-level package, "messages": [user/assistant turns]}. An object
-    is kept when its cleaned docstring has at least `min_words` words and neither its normalised summary nor
-    its normalised text was seen before, visiting shallow names first (numpy.ediff1d before numpy.ma.ediff1d),
-    then in name order. Open-book prompts quote at most `max_input_words` words of documentation. The task
-    comes from a hash of the id, so the output depends only on the Python and package versions.
+    is kept when its cleaned docstring has at least `builtin.min_words` words and neither its normalised summary
+    nor its normalised text was seen before, visiting shallow names first (numpy.ediff1d before
+    numpy.ma.ediff1d), then in name order. Open-book prompts quote at most `builtin.max_input_words` words of
+    documentation. The task comes from a hash of the id, so the output depends only on the params and the
+    Python and package versions.
     """
+    min_words = builtin.min_words
     candidates: dict[str, tuple[str, object]] = {}
-    for package in packages:
+    for package in builtin.packages:
         for qualname, obj in _collect(package).items():
             candidates.setdefault(qualname, (package, obj))
     seen_objects: set[int] = set()  # every object stays referenced by `candidates`, so ids stay unique
@@ -240,5 +219,6 @@ def build_docstring_conversations(
         if keys & seen_keys:
             continue
         seen_keys |= keys - {"s:", "t:"}
-        rows.append(make_conversation(qualname, package, parsed, max_input_words))
+        task = _pick_task(qualname, parsed, builtin.closed_share, builtin.task_weights)
+        rows.append(make_conversation(qualname, package, parsed, builtin.max_input_words, task))
     return sorted(rows, key=lambda row: row["id"])

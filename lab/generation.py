@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from typing import Any
 
+from lab.config import Decode, allowed
+from lab.errors import ConfigError
 from lab.static_decoder import static_batch, static_decoder_unsupported
 
 log = logging.getLogger(__name__)
-
-DECODERS = ("auto", "generate", "static")
 
 
 def encode_prompts(tokenizer: Any, conversations: list[list[dict[str, str]]], max_input_tokens: int) -> list[dict]:
@@ -86,8 +87,8 @@ def _cuda_sdpa_settings(device_type: str):
 
 def resolve_decoder(model: Any, decode: str) -> tuple[str, str | None]:
     """The decoder that will run for `decode` on this model, and why it differs where it does."""
-    if decode not in DECODERS:
-        raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
+    if decode not in allowed(Decode):
+        raise ConfigError(f"evaluate.decode: {decode!r} is not allowed; allowed: {'|'.join(allowed(Decode))}")
     if decode == "generate" or (decode == "auto" and model.device.type != "cuda"):
         return "generate", None
     reason = static_decoder_unsupported(model)
@@ -95,12 +96,14 @@ def resolve_decoder(model: Any, decode: str) -> tuple[str, str | None]:
 
 
 def generate_ids(model: Any, prompts: list[list[int]], max_new_tokens: int, stops: list[int], pad_token_id: int,
-                 batch_size: int, decode: str = "auto", cuda_graph: bool = True) -> tuple[list[list[int]], dict]:
+                 batch_size: int, decode: str, cuda_graph: bool) -> tuple[list[list[int]], dict]:
     """Greedy continuations (token ids, not yet cut at the stop token) of every prompt, in input order.
 
     Batches hold prompts of similar length (longest first: less padding, and memory peaks early).
+    A tqdm bar on stderr counts the examples, batch by batch (hidden when not on a terminal).
     Returns the continuations and what ran: the decoder, and how the static one stepped."""
     import torch
+    from tqdm import tqdm
 
     decoder, reason = resolve_decoder(model, decode)
     if reason:
@@ -108,7 +111,9 @@ def generate_ids(model: Any, prompts: list[list[int]], max_new_tokens: int, stop
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     outputs: list[list[int]] = [[] for _ in prompts]
     steps: set[str] = set()
-    with _cuda_sdpa_settings(model.device.type):
+    bar = tqdm(total=len(prompts), desc="generate", unit="example", file=sys.stderr, disable=None,
+               dynamic_ncols=True)
+    with _cuda_sdpa_settings(model.device.type), bar:
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
             ids, mask = (torch.tensor(rows, device=model.device)
@@ -120,14 +125,15 @@ def generate_ids(model: Any, prompts: list[list[int]], max_new_tokens: int, stop
                 continuations = _generate_batch(model, ids, mask, max_new_tokens, stops, pad_token_id)
             for index, tokens in zip(indices, continuations, strict=True):
                 outputs[index] = tokens
+            bar.update(len(indices))
     ran = {"decoder": decoder, **({"decode_steps": "+".join(sorted(steps))} if steps else {}),
            **({"fallback_reason": reason} if reason else {})}
     return outputs, ran
 
 
 def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], batch_size: int,
-             max_new_tokens: int, max_input_tokens: int, decode: str = "auto",
-             cuda_graph: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+             max_new_tokens: int, max_input_tokens: int, decode: str,
+             cuda_graph: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Greedy continuations of every conversation, in input order, plus timing figures.
 
     decode: "auto" (the static decoder on CUDA, transformers' generate elsewhere), "generate" or
@@ -144,7 +150,9 @@ def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]
         end = next((k for k, token in enumerate(tokens) if token in stop_set), None)
         kept = tokens if end is None else tokens[:end]
         results.append({
-            "prediction": tokenizer.decode(kept, skip_special_tokens=True).strip(),
+            # The text as the model wrote it: transformers already skips this clean-up of spaces
+            # before punctuation for BPE tokenizers, and warns on every run where it is asked for.
+            "prediction": tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip(),
             "new_tokens": len(kept),
             "hit_max_new_tokens": end is None,
             "prompt_tokens": prompt["prompt_tokens"],

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lab.report_tables import confidence_percent
 from lab.scoring import metric_label
 
 
-def plot_scores(comparison: dict[str, Any], path: Path) -> None:
-    """Each metric's mean per model, with its bootstrap confidence interval as an error bar."""
+def plot_scores(comparison: dict[str, Any], confidence: float, path: Path) -> None:
+    """Each metric's mean per model, with its bootstrap confidence interval as an error bar.
+
+    `comparison` is compare.json's "metrics"; `confidence` its bootstrap's level, for the axis label.
+    """
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -22,12 +26,13 @@ def plot_scores(comparison: dict[str, Any], path: Path) -> None:
                            for i, n in enumerate(names)]).T.clip(min=0)
         ax.bar(x + offset, means, 0.4, yerr=errors, capsize=3, label=label)
     ax.set_xticks(x, [metric_label(n) for n in names])
-    ax.set_ylabel("mean score (95% CI)")
+    ax.set_ylabel(f"mean score ({confidence_percent(confidence)} CI)")
     ax.legend()
     _save(fig, path)
 
 
 def plot_lengths(base_words: list[int], finetuned_words: list[int], reference_words: list[int], path: Path) -> None:
+    """Histograms of response lengths in words: both models and the references."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -42,6 +47,7 @@ def plot_lengths(base_words: list[int], finetuned_words: list[int], reference_wo
 
 
 def plot_loss(steps: list[float], losses: list[float], path: Path) -> None:
+    """The training loss per optimizer step, as dvclive logged it."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -1,129 +1,125 @@
-"""The report's tables and prose, computed from the metrics files: no number is typed in."""
+"""The report stage's assembly: metrics/report.md from the metrics files, and the plots it embeds.
+
+Every number in the report is read from the metrics and predictions files, never typed in; the
+sentence on length effects is the one the compare stage computed from its numbers. The tables
+themselves are rendered in lab/report_tables.py.
+"""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
-from lab.scoring import metric_label
+from lab.io import read_json, read_jsonl
+from lab.plots import plot_lengths, plot_loss, plot_scores
+from lab.report_tables import (
+    confidence_percent,
+    gallery_section,
+    length_table,
+    main_table,
+    matched_table,
+    per_source_table,
+    precision_recall_table,
+    training_section,
+)
+from lab.scoring import word_count
 
-# Gallery texts longer than this are cut, so one long answer does not swamp the report.
-GALLERY_MAX_WORDS = 120
-
-
-def relative_change(base: float, finetuned: float) -> str:
-    """Relative improvement in percent, as the lab reports it; undefined when the base is 0."""
-    if base == 0:
-        return "n/a"
-    return f"{(finetuned - base) / base * 100:+.1f}%"
-
-
-def interval(low: float, high: float, signed: bool = False) -> str:
-    style = "+.3f" if signed else ".3f"
-    return f"[{low:{style}}, {high:{style}}]"
-
-
-def p_value(test: dict[str, Any]) -> str:
-    """A bootstrap cannot resolve p below 1/resamples: say "<" there rather than print the floor."""
-    return f"<{test['p_value']:g}" if test["p_value_at_floor"] else f"{test['p_value']:.3f}"
+METRICS_FILES = ("eval_base", "eval_finetuned", "compare", "gallery", "train", "data")
 
 
-def main_table(comparison: dict[str, Any]) -> str:
-    """Each metric per model with its own CI, and the paired difference with CI and p-value."""
-    lines = ["| Metric | Base [95% CI] | Fine-tuned [95% CI] | Difference [95% CI] | p | Relative change |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, t in comparison.items():
-        lines.append(
-            f"| {metric_label(name)} | {t['base']:.4f} {interval(t['base_ci_low'], t['base_ci_high'])} "
-            f"| {t['finetuned']:.4f} {interval(t['finetuned_ci_low'], t['finetuned_ci_high'])} "
-            f"| {t['difference']:+.3f} {interval(t['ci_low'], t['ci_high'], signed=True)} | {p_value(t)} "
-            f"| {relative_change(t['base'], t['finetuned'])} |")
-    return "\n".join(lines)
+def read_loss_curve(path: Path) -> tuple[list[float], list[float]]:
+    """Steps and losses from dvclive's TSV (empty when the run logged none)."""
+    if not path.is_file():
+        return [], []
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [float(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
 
 
-def precision_recall_table(base: dict[str, Any], finetuned: dict[str, Any]) -> str:
-    lines = ["| Metric | Base precision | Base recall | Fine-tuned precision | Fine-tuned recall |",
-             "|---|---:|---:|---:|---:|"]
-    for name in base["precision"]:
-        lines.append(f"| {metric_label(name)} | {base['precision'][name]:.4f} | {base['recall'][name]:.4f} | "
-                     f"{finetuned['precision'][name]:.4f} | {finetuned['recall'][name]:.4f} |")
-    return "\n".join(lines)
+def build_report(metrics_dir: Path, loss_curve: Path) -> str:
+    """Write the plots to `metrics_dir`/plots (beside the report, which embeds them by relative path)
+    and return the report's markdown."""
+    files = {name: read_json(metrics_dir / f"{name}.json") for name in METRICS_FILES}
+    base_rows = read_jsonl(metrics_dir / "predictions" / "base.jsonl")
+    finetuned_rows = read_jsonl(metrics_dir / "predictions" / "finetuned.jsonl")
+    plots = metrics_dir / "plots"
+    comparison = files["compare"]
+    plot_scores(comparison["metrics"], comparison["bootstrap"]["confidence"], plots / "scores.png")
+    plot_lengths([word_count(r["prediction"]) for r in base_rows],
+                 [word_count(r["prediction"]) for r in finetuned_rows],
+                 [word_count(r["reference"]) for r in base_rows], plots / "lengths.png")
+    plot_loss(*read_loss_curve(loss_curve), plots / "loss.png")
+    return render(files["eval_base"], files["eval_finetuned"], comparison, files["gallery"], files["train"],
+                  files["data"])
 
 
-def per_source_table(per_source: dict[str, Any]) -> str:
-    """Base -> fine-tuned mean of every metric per data source, with the example count."""
-    names = list(next(iter(per_source.values()))["metrics"])
-    lines = ["| Source | Examples | " + " | ".join(metric_label(n) for n in names) + " |",
-             "|---|---:|" + "---:|" * len(names)]
-    for source, group in per_source.items():
-        cells = [f"{m['base']:.3f} → {m['finetuned']:.3f} ({m['difference']:+.3f})"
-                 for m in (group["metrics"][n] for n in names)]
-        lines.append(f"| {source} | {group['count']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def render(base: dict[str, Any], finetuned: dict[str, Any], comparison: dict[str, Any], gallery: dict[str, Any],
+           train: dict[str, Any], data: dict[str, Any]) -> str:
+    """The report's markdown from the contents of the six metrics files (see METRICS_FILES)."""
+    rows, boot = data["rows"], comparison["bootstrap"]
+    rouge = base["rouge_config"]
+    model = base.get("semantic_model")
+    semantic = (f"and semantic similarity (cosine of `{model}` embeddings)" if model
+                else "(semantic similarity off: evaluate.semantic_similarity)")
+    return f"""# Fine-tuning report
+
+Dataset `{data['source']}`: {rows['train']} training conversations (of {rows['train_available']} in the train
+split), {rows['eval']} held-out eval examples drawn from the {rows['test']}-row test split. Input: the conversation
+history; reference: the last assistant turn. Greedy decoding, at most {base['generation']['max_new_tokens']} new
+tokens, on `{base['device']}`.
+
+## Scores (mean over {comparison['examples']} examples)
+
+ROUGE F-measures (rouge-score, stemming {'on' if rouge['use_stemmer'] else 'off'}, `{rouge['tokenizer']}` tokenizer)
+{semantic}. Intervals: {confidence_percent(boot['confidence'])}
+percentile bootstrap over the eval examples, {boot['resamples']:,} resamples, seed {boot['seed']}; the difference
+and its two-sided p-value come from a paired bootstrap (both models resampled on the same examples).
+
+{main_table(comparison['metrics'], boot['confidence'])}
+
+![Scores](plots/scores.png)
+
+### ROUGE precision and recall
+
+{precision_recall_table(base, finetuned)}
+
+## Per source
+
+Means per data source (base → fine-tuned, difference). Small groups are noisy: read them with their counts.
+
+{per_source_table(comparison['per_source'])}
+
+{length_and_examples(base, finetuned, comparison, gallery)}
+
+## Training
+
+{training_section(train)}
+
+![Training loss](plots/loss.png)
+"""
 
 
-def length_table(base: dict[str, Any], finetuned: dict[str, Any], length: dict[str, Any]) -> str:
-    """Words per response, length ratio to the reference, and the share cut off by max_new_tokens."""
-    ratio, cutoff = length["length_ratio"], length["cutoff_share"]
-    rows = [("Base model", base["words"]["prediction"], ratio["base"], f"{cutoff['base']:.0%}"),
-            ("Fine-tuned model", finetuned["words"]["prediction"], ratio["finetuned"], f"{cutoff['finetuned']:.0%}"),
-            ("Reference", base["words"]["reference"], {"mean": 1.0, "median": 1.0}, "")]
-    lines = ["| Responses | Mean words | Median words | Length ratio, mean | Length ratio, median | "
-             f"Cut off at {base['generation']['max_new_tokens']} tokens |", "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {label} | {words['mean']:.1f} | {words['median']:.1f} | {r['mean']:.2f} | {r['median']:.2f} "
-              f"| {cut} |" for label, words, r, cut in rows]
-    return "\n".join(lines)
+def length_and_examples(base: dict[str, Any], finetuned: dict[str, Any], comparison: dict[str, Any],
+                        gallery: dict[str, Any]) -> str:
+    """The report's response-length and example-gallery sections."""
+    length = comparison["length"]
+    return f"""## Response length
 
+{length_table(base, finetuned, length)}
 
-def matched_table(length: dict[str, Any]) -> str:
-    lines = ["| Metric (length-matched) | Base | Fine-tuned | Difference [95% CI] | p |", "|---|---:|---:|---:|---:|"]
-    for name, t in length["matched"].items():
-        lines.append(f"| {metric_label(name)} | {t['base']:.4f} | {t['finetuned']:.4f} "
-                     f"| {t['difference']:+.3f} {interval(t['ci_low'], t['ci_high'], signed=True)} | {p_value(t)} |")
-    return "\n".join(lines)
+Length ratio: prediction words / reference words, per example. Length-matched: each example's two predictions cut to
+the shorter one's word count (mean budget {length['matched_budget_words_mean']:.1f} words), so neither model is
+credited for length alone.
 
+{matched_table(length, comparison['bootstrap']['confidence'])}
 
-def _clip(text: str) -> str:
-    words = text.split()
-    return text if len(words) <= GALLERY_MAX_WORDS else " ".join(words[:GALLERY_MAX_WORDS]) + " …"
+{length.get('summary', '')}
 
+![Response lengths](plots/lengths.png)
 
-def _quote(text: str) -> str:
-    return "\n".join(f"> {line}" if line else ">" for line in _clip(text).splitlines() or [""])
+## Examples
 
+The eval examples where fine-tuning changed the score most, in each direction.
 
-def _gallery_item(item: dict[str, Any], metric: str) -> str:
-    history = item["input"] or []
-    question = history[-1]["content"] if history else ""
-    earlier = f" (after {len(history) - 1} earlier turns)" if len(history) > 1 else ""
-    return "\n\n".join([
-        f"#### `{item['id']}` ({item['source']}): {metric} {item['base_score']:.3f} → "
-        f"{item['finetuned_score']:.3f} ({item['difference']:+.3f})",
-        f"**Question**{earlier}:\n\n{_quote(question)}",
-        f"**Reference**:\n\n{_quote(item['reference'])}",
-        f"**Base model**:\n\n{_quote(item['base_prediction'])}",
-        f"**Fine-tuned model**:\n\n{_quote(item['finetuned_prediction'])}",
-    ])
-
-
-def gallery_section(gallery: dict[str, Any]) -> str:
-    metric = metric_label(gallery["metric"])
-    parts = []
-    for key, title in (("largest_gain", "Largest gains"), ("largest_loss", "Largest losses")):
-        items = gallery[key]
-        parts.append(f"### {title} ({metric})")
-        parts += [_gallery_item(item, metric) for item in items] or ["None."]
-    return "\n\n".join(parts)
-
-
-def training_section(train: dict[str, Any]) -> str:
-    ran = train["ran"]
-    return "\n".join([
-        f"- Ran: backend `{ran['backend']}` on `{ran['device']}`, dtype `{ran['dtype']}`, quantization "
-        f"`{ran['quantization']}`, optimizer `{ran['optimizer']}`, LoRA r={ran['lora']['r']} "
-        f"alpha={ran['lora']['alpha']} on {', '.join(ran['lora']['target_modules'])}.",
-        f"- {train['data']['examples']} examples, {train['steps']} optimizer steps, {train['tokens_seen']:,} tokens "
-        f"({train['data']['loss_tokens']:,} with a loss) in {train['runtime_s']:.0f} s: "
-        f"{train['tokens_per_s']:.0f} tokens/s, peak memory {train['peak_memory_gib']:.2f} GiB.",
-        f"- Loss on assistant tokens, mean of the first quarter of steps {train['loss_first_quarter']}, "
-        f"of the last quarter {train['loss_last_quarter']}; mean over the run {train['train_loss']}.",
-    ])
+{gallery_section(gallery)}"""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-KNOWN_ROUGE_TYPES = ("rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum")
-ROUGE_TOKENIZERS = ("default", "whitespace")
+from lab.config import RougeTokenizer, allowed
+
 _LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rouge3": "ROUGE-3", "rouge4": "ROUGE-4", "rougeL": "ROUGE-L",
            "rougeLsum": "ROUGE-Lsum", "semantic": "Semantic similarity"}
 
@@ -25,20 +25,21 @@ class WhitespaceTokenizer:
         return text.lower().split()
 
 
-def make_scorer(rouge_types: tuple[str, ...] = ROUGE_TYPES, use_stemmer: bool = True, tokenizer: str = "default"):
-    """rouge-score's RougeScorer with the configured types, stemming and tokenizer."""
+def make_scorer(rouge_types: Sequence[str], use_stemmer: bool, tokenizer: str):
+    """rouge-score's RougeScorer with the configured types, stemming and tokenizer
+    (evaluate.rouge_types, evaluate.rouge_use_stemmer, evaluate.rouge_tokenizer)."""
     from rouge_score import rouge_scorer
 
-    if tokenizer not in ROUGE_TOKENIZERS:
-        raise ValueError(f"unknown ROUGE tokenizer {tokenizer!r}; known: {ROUGE_TOKENIZERS}")
+    if tokenizer not in allowed(RougeTokenizer):
+        raise ValueError(f"unknown ROUGE tokenizer {tokenizer!r}; known: {allowed(RougeTokenizer)}")
     # rougeLsum takes each line as a sentence. (split_summaries=True would need NLTK's punkt data,
     # a download that an offline machine cannot make.)
     return rouge_scorer.RougeScorer(list(rouge_types), use_stemmer=use_stemmer, split_summaries=False,
                                     tokenizer=WhitespaceTokenizer() if tokenizer == "whitespace" else None)
 
 
-def rouge_scores(predictions: list[str], references: list[str], use_stemmer: bool = True,
-                 rouge_types: tuple[str, ...] = ROUGE_TYPES, tokenizer: str = "default") -> list[dict[str, dict]]:
+def rouge_scores(predictions: list[str], references: list[str], use_stemmer: bool, rouge_types: Sequence[str],
+                 tokenizer: str) -> list[dict[str, dict]]:
     """Per-example ROUGE precision, recall and F-measure, exactly as rouge-score computes them."""
     scorer = make_scorer(rouge_types, use_stemmer, tokenizer)
     scored = []
@@ -50,13 +51,23 @@ def rouge_scores(predictions: list[str], references: list[str], use_stemmer: boo
     return scored
 
 
-def words(text: str) -> int:
+def word_count(text: str) -> int:
+    """Whitespace words: the unit of every length the lab reports."""
     return len(text.split())
 
 
-def word_length_stats(texts: list[str]) -> dict[str, float]:
-    counts = [words(t) for t in texts]
-    return {"mean": round(statistics.fmean(counts), 2), "median": float(statistics.median(counts))} if counts else {}
+def length_stats(values: Sequence[int]) -> dict[str, float]:
+    """Mean, median and max of some lengths (zeros when there are none)."""
+    if not values:
+        return {"mean": 0.0, "median": 0.0, "max": 0}
+    return {"mean": round(statistics.fmean(values), 2), "median": float(statistics.median(values)),
+            "max": max(values)}
+
+
+def metric_value(row: Mapping[str, Any], metric: str) -> float:
+    """One row's score for `metric`: the F-measure of a ROUGE dict, or a plain number (e.g. semantic)."""
+    score = row["scores"][metric]
+    return float(score["fmeasure"] if isinstance(score, Mapping) else score)
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -67,22 +78,17 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     metric_names = list(rows[0]["scores"])
     rouge_types = [name for name in metric_names if isinstance(rows[0]["scores"][name], dict)]
     summary: dict[str, Any] = {
-        name: round(statistics.fmean(_score(r, name) for r in rows), 4) for name in metric_names
+        name: round(statistics.fmean(metric_value(r, name) for r in rows), 4) for name in metric_names
     }
     for part in ("precision", "recall"):
         summary[part] = {name: round(statistics.fmean(r["scores"][name][part] for r in rows), 4)
                          for name in rouge_types}
     summary["words"] = {
-        "prediction": word_length_stats([r["prediction"] for r in rows]),
-        "reference": word_length_stats([r["reference"] for r in rows]),
+        "prediction": length_stats([word_count(r["prediction"]) for r in rows]),
+        "reference": length_stats([word_count(r["reference"]) for r in rows]),
     }
     summary["examples"] = len(rows)
     summary["hit_max_new_tokens_share"] = round(sum(r["hit_max_new_tokens"] for r in rows) / len(rows), 4)
     summary["prompts_truncated"] = sum(r["prompt_truncated"] for r in rows)
     return summary
 
-
-def _score(row: dict[str, Any], name: str) -> float:
-    """A row's value of one metric: the F-measure of a ROUGE score, or a plain number."""
-    score = row["scores"][name]
-    return score["fmeasure"] if isinstance(score, dict) else score

@@ -56,6 +56,7 @@ def load_embedding_model(device: str | None = None) -> Any:
 
 @lru_cache(maxsize=2)
 def _cached_model(device: str | None) -> Any:
+    """The model, loaded from the wheel's folder (cached by load_embedding_model's one argument)."""
     from sentence_transformers import SentenceTransformer
 
     # local_files_only: a local folder never needs the Hub; this makes any attempt fail loudly.

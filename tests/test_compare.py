@@ -1,25 +1,24 @@
-"""The compare stage's paired statistics on rows with known answers."""
-
-import importlib.util
+"""The compare stage's paired statistics (lab.comparison) on rows with known answers."""
 
 import pytest
 
-from lab.config import CompareConfig, ConfigError, LabConfig, validate
+from lab.comparison import compare
+from lab.errors import ConfigError
+from lab.scoring import rouge_scores
 
-from .conftest import REPO
+from .conftest import make_config
 
-
-def load_compare_stage():
-    spec = importlib.util.spec_from_file_location("compare_stage", REPO / "stages" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+ROUGE_TYPES = ["rouge1", "rouge2", "rougeL"]
+# Spelled out, so these tests keep their meaning whatever params.yaml holds.
+CONFIG = make_config({
+    "evaluate": {"rouge_types": ROUGE_TYPES, "rouge_use_stemmer": True, "rouge_tokenizer": "default",
+                 "semantic_similarity": True},
+    "compare": {"bootstrap_resamples": 1000, "confidence": 0.95, "headline_metric": "rougeL", "gallery_examples": 3},
+})
 
 
 def rows(predictions: list[str], references: list[str], semantic: list[float], sources: list[str]) -> list[dict]:
-    from lab.scoring import rouge_scores
-
-    scored = rouge_scores(predictions, references)
+    scored = rouge_scores(predictions, references, True, ROUGE_TYPES, "default")
     return [{"id": f"ex{i}", "source": source, "input": [{"role": "user", "content": "q"}], "reference": reference,
              "prediction": prediction, "hit_max_new_tokens": len(prediction.split()) > 8,
              "scores": {**score, "semantic": similarity}}
@@ -34,15 +33,17 @@ SOURCES = ["numpy"] * 8 + ["pandas"] * 4
 def test_identical_models_differ_by_zero_with_a_ci_holding_zero():
     predictions = [f"sort array {i} quickly" if i % 2 else f"the axis {i}" for i in range(12)]
     base = rows(predictions, REFERENCES, [0.1 * (i % 7) for i in range(12)], SOURCES)
-    metrics, gallery, paired = load_compare_stage().compare(LabConfig(), base, base)
+    metrics, gallery, paired = compare(CONFIG, base, base)
     for name in ("rouge1", "rouge2", "rougeL", "semantic"):
         test = metrics["metrics"][name]
         assert test["difference"] == 0.0 and test["ci_low"] <= 0.0 <= test["ci_high"]
         assert test["p_value"] == 1.0
         assert test["base_ci_low"] <= test["base"] <= test["base_ci_high"]
+    assert metrics["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": CONFIG.seed, "paired": True}
     assert gallery == {"metric": "rougeL", "largest_gain": [], "largest_loss": []}
     assert "no ROUGE-L gain to explain" in metrics["length"]["summary"]
     assert len(paired) == 12 and paired[0]["budget_words"] == len(predictions[0].split())
+    assert set(paired[0]["matched"]["base"]) == set(ROUGE_TYPES)
 
 
 def test_a_better_model_is_detected_per_source_and_in_the_gallery():
@@ -51,7 +52,7 @@ def test_a_better_model_is_detected_per_source_and_in_the_gallery():
               for i, (reference, source) in enumerate(zip(REFERENCES, SOURCES, strict=True))]
     base = rows(base_predictions, REFERENCES, [0.2] * 12, SOURCES)
     tuned = rows(better, REFERENCES, [0.9] * 8 + [0.2] * 4, SOURCES)
-    metrics, gallery, _ = load_compare_stage().compare(LabConfig(), base, tuned)
+    metrics, gallery, _ = compare(CONFIG, base, tuned)
     rouge_l = metrics["metrics"]["rougeL"]
     assert rouge_l["difference"] > 0 and rouge_l["ci_low"] > 0 and rouge_l["p_value_at_floor"]
     assert metrics["per_source"]["numpy"]["count"] == 8
@@ -61,14 +62,25 @@ def test_a_better_model_is_detected_per_source_and_in_the_gallery():
     assert metrics["length"]["cutoff_share"] == {"base": 0.0, "finetuned": pytest.approx(8 / 12, abs=1e-4)}
 
 
+def test_compare_follows_the_compare_params():
+    base = rows([f"something unrelated {i}" for i in range(12)], REFERENCES, [0.2] * 12, SOURCES)
+    tuned = rows(REFERENCES, REFERENCES, [0.9] * 12, SOURCES)
+    config = make_config({"compare": {"confidence": 0.5, "headline_metric": "semantic", "gallery_examples": 1}})
+    metrics, gallery, _ = compare(config, base, tuned)
+    assert metrics["bootstrap"]["confidence"] == 0.5
+    assert gallery["metric"] == "semantic" and len(gallery["largest_gain"]) == 1
+    # Semantic similarity cannot be length-matched: no length sentence for a semantic headline.
+    assert "summary" not in metrics["length"]
+
+
 def test_misaligned_predictions_are_refused():
     base = rows(["a", "b"], ["a", "b"], [0.1, 0.2], ["x", "x"])
     with pytest.raises(ValueError, match="not the same examples"):
-        load_compare_stage().compare(LabConfig(), base, list(reversed(base)))
+        compare(CONFIG, base, list(reversed(base)))
 
 
 def test_compare_params_are_validated():
     with pytest.raises(ConfigError, match="compare.headline_metric"):
-        validate(LabConfig(compare=CompareConfig(headline_metric="bleu")))
-    with pytest.raises(ConfigError, match="compare.confidence"):
-        validate(LabConfig(compare=CompareConfig(confidence=1.5)))
+        make_config({"compare": {"headline_metric": "bleu"}})
+    with pytest.raises(ConfigError, match=r"compare.confidence: 1.5 is not allowed; it must be in \(0, 1\)"):
+        make_config({"compare": {"confidence": 1.5}})

@@ -1,20 +1,40 @@
-from pathlib import Path
+import dataclasses
 
 import pytest
+import yaml
 
-from lab.config import ConfigError, load_config
+from lab.config import LabConfig, load_config
+from lab.errors import ConfigError
 
-from .conftest import REPO
+from .conftest import REPO, make_config
 
 
-def write_params(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "params.yaml"
-    path.write_text(text)
-    return path
+def leaf_keys(node: object, prefix: str = "") -> set[str]:
+    """Dotted paths of every value in a nested mapping or dataclass (lists are leaves)."""
+    if dataclasses.is_dataclass(node):
+        node = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+    if not isinstance(node, dict):
+        return {prefix}
+    return set().union(*(leaf_keys(value, f"{prefix}.{key}" if prefix else key) for key, value in node.items()))
+
+
+def test_every_config_field_comes_from_params_yaml_and_no_dataclass_has_a_default():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    config = load_config(REPO / "params.yaml")
+    assert leaf_keys(config) == leaf_keys(raw)
+    pending = [LabConfig]
+    while pending:
+        cls = pending.pop()
+        for field in dataclasses.fields(cls):
+            assert field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING, field.name
+            if dataclasses.is_dataclass(field.type if isinstance(field.type, type) else None):
+                pending.append(field.type)
+    with pytest.raises(TypeError):
+        LabConfig()  # type: ignore[call-arg]
 
 
 def test_repository_params_load_with_the_labs_training_hyperparameters():
-    config = load_config(REPO / "params.yaml")
+    config = make_config()
     train = config.train
     assert (train.batch_size, train.grad_accum, train.epochs, train.warmup_steps) == (2, 4, 1.0, 5)
     assert (config.lr, train.weight_decay, train.optimizer) == (2e-4, 0.01, "adamw_8bit")
@@ -24,33 +44,56 @@ def test_repository_params_load_with_the_labs_training_hyperparameters():
     assert config.data.test_size == 0.15
 
 
+def test_overrides_replace_only_what_they_name():
+    config = make_config({"train": {"lora": {"r": 32}}, "lr": 1e-4})
+    assert (config.train.lora.r, config.lr) == (32, 1e-4)
+    assert config.train.lora.alpha == make_config().train.lora.alpha
+
+
 def test_lr_written_by_dvc_exp_set_is_parsed_as_a_float(tmp_path):
     # `dvc exp run -S lr=1e-4` writes 1e-4, which YAML 1.1 reads as a string.
-    assert load_config(write_params(tmp_path, "lr: 1e-4\n")).lr == pytest.approx(1e-4)
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text().replace("lr: 2.0e-4", "lr: 1e-4"))
+    assert load_config(path).lr == pytest.approx(1e-4)
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("overrides", "message"),
     [
-        ("trian: {}\n", "unknown key(s) ['trian']"),
-        ("train: {batch_sise: 2}\n", "train: unknown key(s) ['batch_sise']"),
-        ("train: {batch_size: two}\n", "train.batch_size: expected int, got 'two'"),
-        ("train: {batch_size: 0}\n", "train.batch_size must be positive"),
-        ("data: {test_size: 1.5}\n", "data.test_size must be in (0, 1)"),
-        ("train: {backend: jax}\n", "train.backend must be auto|unsloth|hf"),
-        ("train: {lora: {target_modules: []}}\n", "train.lora.target_modules must not be empty"),
-        ("lr: -1\n", "lr must be positive"),
-        ("seed: 1.5\n", "seed: expected int"),
-        ("train: {padding_free: 1}\n", "train.padding_free: expected bool"),
-        ("train: {checkpointing_mode: offload}\n", "train.checkpointing_mode must be unsloth|plain"),
-        ("evaluate: {decode: beam}\n", "evaluate.decode must be auto|generate|static"),
-        ("evaluate: {cuda_graph: yes please}\n", "evaluate.cuda_graph: expected bool"),
+        ({"trian": {}}, "params: unknown key(s) ['trian']"),
+        ({"train": {"batch_sise": 2}}, "train: unknown key(s) ['batch_sise']"),
+        ({"train": {"batch_size": "two"}}, "train.batch_size: expected int, got 'two'"),
+        ({"train": {"batch_size": 0}}, "train.batch_size: 0 is not allowed; it must be positive"),
+        ({"data": {"test_size": 1.5}}, "data.test_size: 1.5 is not allowed; it must be in (0, 1)"),
+        ({"train": {"backend": "jax"}}, "train.backend: 'jax' is not allowed; allowed: auto|unsloth|hf"),
+        ({"train": {"lora": {"target_modules": []}}}, "train.lora.target_modules: [] is not allowed"),
+        ({"lr": -1}, "lr: -1.0 is not allowed; it must be a finite positive number"),
+        ({"lr": float("nan")}, "lr: nan is not allowed"),
+        ({"train": {"weight_decay": -0.1}}, "train.weight_decay: -0.1 is not allowed; it must be >= 0"),
+        ({"seed": 1.5}, "seed: expected int"),
+        ({"train": {"padding_free": 1}}, "train.padding_free: expected bool"),
+        ({"train": {"checkpointing_mode": "offload"}}, "train.checkpointing_mode: 'offload' is not allowed; "
+                                                       "allowed: unsloth|plain"),
+        ({"evaluate": {"decode": "beam"}}, "evaluate.decode: 'beam' is not allowed; allowed: auto|generate|static"),
+        ({"evaluate": {"rouge_types": ["rouge1", "bleu"]}}, "evaluate.rouge_types[1]: 'bleu' is not allowed"),
+        ({"evaluate": {"cuda_graph": "yes please"}}, "evaluate.cuda_graph: expected bool"),
+        ({"data": {"builtin": {"closed_share": 2}}}, "data.builtin.closed_share: 2.0 is not allowed"),
+        ({"data": {"on_invalid": "skip"}}, "data.on_invalid: 'skip' is not allowed; allowed: error|drop"),
     ],
 )
-def test_bad_params_fail_with_a_message_naming_the_key(tmp_path, text, message):
+def test_bad_params_fail_with_a_message_naming_the_key_the_value_and_what_is_allowed(overrides, message):
     with pytest.raises(ConfigError) as error:
-        load_config(write_params(tmp_path, text))
+        make_config(overrides)
     assert message in str(error.value)
+
+
+def test_a_missing_key_is_an_error_not_a_silent_default(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    del params["train"]["warmup_steps"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"train: missing key\(s\) \['warmup_steps'\]"):
+        load_config(path)
 
 
 def test_missing_params_file_is_named(tmp_path):

@@ -2,9 +2,7 @@ import json
 
 import pytest
 
-from lab.config import DataConfig
 from lab.data import (
-    DataError,
     load_raw_rows,
     normalize_row,
     normalize_rows,
@@ -12,6 +10,9 @@ from lab.data import (
     split_conversations,
     to_eval_example,
 )
+from lab.errors import DataError
+
+from .conftest import make_config
 
 SHAREGPT = {
     "conversations": [
@@ -116,17 +117,17 @@ def test_local_files_load_through_datasets(tmp_path, suffix):
         path.write_text(json.dumps([SHAREGPT, SHAREGPT]))
     else:
         frame.to_parquet(path)
-    rows = load_raw_rows(DataConfig(source=str(path)))
+    rows = load_raw_rows(make_config({"data": {"source": str(path)}}).data)
     assert [normalize_row(r, i)["messages"][-1]["content"] for i, r in enumerate(rows)] == ["6", "6"]
 
 
 def test_missing_local_file_is_named(tmp_path):
     with pytest.raises(DataError, match="not found"):
-        load_raw_rows(DataConfig(source=str(tmp_path / "missing.jsonl")))
+        load_raw_rows(make_config({"data": {"source": str(tmp_path / "missing.jsonl")}}).data)
 
 
 def test_unreachable_hub_dataset_fails_with_one_clear_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(DataError, match="could not load Hub dataset 'no-such-org/no-such-dataset'"):
-        load_raw_rows(DataConfig(source="no-such-org/no-such-dataset"))
+        load_raw_rows(make_config({"data": {"source": "no-such-org/no-such-dataset"}}).data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -12,18 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab.config import BuiltinConfig
 from lab.docparse import parse_docstring
-from lab.docstrings import (
-    _inherited,
-    _normalise,
-    build_docstring_conversations,
-    make_conversation,
-    package_versions,
-)
+from lab.docstrings import _inherited, _normalise, build_docstring_conversations, make_conversation
+from lab.provenance import package_versions
 
-PACKAGES = ["numpy", "pandas", "json", "collections", "pathlib", "itertools", "functools", "re", "statistics",
-            "datetime", "string", "textwrap", "os"]
-MAX_INPUT_WORDS = 120
+from .conftest import make_config
+
+BUILTIN = make_config().data.builtin  # the builtin dataset exactly as params.yaml configures it
+PACKAGES = BUILTIN.packages
+MAX_INPUT_WORDS = BUILTIN.max_input_words
+
+
+def builtin(**changes: object) -> BuiltinConfig:
+    """params.yaml's builtin section with some fields changed."""
+    return dataclasses.replace(BUILTIN, **changes)
 OPEN_BOOK_QUESTIONS = ("Summarise what it does", "List each parameter", "Explain what these examples show")
 
 
@@ -52,7 +56,7 @@ def resolve(qualname: str) -> object:
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict]:
-    return build_docstring_conversations(PACKAGES, max_input_words=MAX_INPUT_WORDS)
+    return build_docstring_conversations(BUILTIN)
 
 
 def test_every_row_follows_the_schema(rows: list[dict]) -> None:
@@ -73,10 +77,12 @@ def test_ids_are_unique_and_sorted(rows: list[dict]) -> None:
 
 
 def test_build_is_deterministic_within_and_across_processes(rows: list[dict]) -> None:
-    assert build_docstring_conversations(PACKAGES, max_input_words=MAX_INPUT_WORDS) == rows
+    assert build_docstring_conversations(BUILTIN) == rows
     # Another process with another hash seed: set or dict order must not leak into the output.
-    code = ("import json, sys; from lab.docstrings import build_docstring_conversations as b; "
-            "json.dump(b(['numpy', 'json', 'collections'], max_input_words=120), sys.stdout)")
+    code = ("import dataclasses, json, sys; from lab.config import load_config; "
+            "from lab.docstrings import build_docstring_conversations as b; "
+            "c = dataclasses.replace(load_config().data.builtin, packages=['numpy', 'json', 'collections']); "
+            "json.dump(b(c), sys.stdout)")
     root = Path(__file__).resolve().parents[1]
     other = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout
@@ -153,7 +159,7 @@ def test_package_versions() -> None:
 
 
 def test_missing_package_gives_no_rows() -> None:
-    assert build_docstring_conversations(["no_such_package_for_docstrings"]) == []
+    assert build_docstring_conversations(builtin(packages=["no_such_package_for_docstrings"])) == []
 
 
 def scale(values, factor=1.0, *, clip=None):
@@ -214,7 +220,7 @@ def test_parse_docstring_cleans_a_numpydoc_docstring() -> None:
 
 def test_make_conversation_formats_every_task() -> None:
     doc = parse_docstring(scale.__doc__)
-    convo = {task: make_conversation("lib.scale", "lib", doc, task=task)["messages"]
+    convo = {task: make_conversation("lib.scale", "lib", doc, MAX_INPUT_WORDS, task)["messages"]
              for task in ("closed", "summary", "params", "examples")}
     assert convo["closed"][0]["content"] == "What does `lib.scale` do?"
     assert convo["closed"][1]["content"].startswith("Multiply every value by a factor, element-wise. The result")
@@ -239,8 +245,8 @@ def test_build_from_a_module_object(monkeypatch: pytest.MonkeyPatch) -> None:
                                     "__module__": "fake_docs_pkg"})
     module.Child = type("Child", (module.Base,), {"__doc__": module.Base.__doc__, "__module__": "fake_docs_pkg"})
     monkeypatch.setitem(sys.modules, "fake_docs_pkg", module)
-    rows = build_docstring_conversations(["fake_docs_pkg"])
+    rows = build_docstring_conversations(builtin(packages=["fake_docs_pkg"]))
     # Child repeats its parent class's docstring; the module's own docstring is too short.
     assert [(row["id"], row["source"]) for row in rows] == [
         ("fake_docs_pkg.Base", "fake_docs_pkg"), ("fake_docs_pkg.scale", "fake_docs_pkg")]
-    assert build_docstring_conversations(["fake_docs_pkg"], min_words=500) == []
+    assert build_docstring_conversations(builtin(packages=["fake_docs_pkg"], min_words=500)) == []

@@ -1,6 +1,14 @@
 """Batched greedy generation on the real embedded model."""
 
-from lab.generation import encode_prompts, generate
+import pytest
+
+from lab.errors import ConfigError
+from lab.generation import encode_prompts, generate, resolve_decoder
+
+from .conftest import make_config
+
+# The decoder params as params.yaml sets them (on CPU, "auto" runs transformers' generate).
+DECODER = {"decode": make_config().evaluate.decode, "cuda_graph": make_config().evaluate.cuda_graph}
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What does `numpy.argsort` do?"}],
@@ -13,16 +21,17 @@ CONVERSATIONS = [
 def test_batched_generation_equals_one_at_a_time(base_model, tokenizer):
     """Left padding must not change what greedy decoding produces."""
     batched, timing = generate(base_model, tokenizer, CONVERSATIONS, batch_size=3, max_new_tokens=12,
-                               max_input_tokens=1024)
-    single = [generate(base_model, tokenizer, [c], batch_size=1, max_new_tokens=12, max_input_tokens=1024)[0][0]
-              for c in CONVERSATIONS]
+                               max_input_tokens=1024, **DECODER)
+    single = [generate(base_model, tokenizer, [c], batch_size=1, max_new_tokens=12, max_input_tokens=1024,
+                       **DECODER)[0][0] for c in CONVERSATIONS]
     assert [b["prediction"] for b in batched] == [s["prediction"] for s in single]
     assert all(b["prediction"] for b in batched)
     assert timing["new_tokens"] == sum(b["new_tokens"] for b in batched) > 0
 
 
 def test_results_keep_input_order_and_flag_the_token_limit(base_model, tokenizer):
-    results, _ = generate(base_model, tokenizer, CONVERSATIONS, batch_size=2, max_new_tokens=4, max_input_tokens=1024)
+    results, _ = generate(base_model, tokenizer, CONVERSATIONS, batch_size=2, max_new_tokens=4, max_input_tokens=1024,
+                          **DECODER)
     assert len(results) == 3
     assert all(r["new_tokens"] <= 4 for r in results)
     assert any(r["hit_max_new_tokens"] for r in results)
@@ -44,11 +53,11 @@ def test_static_decoder_matches_transformers_generate(base_model, tokenizer):
     """The lab's static-cache loop (CUDA graphs on a GPU, the same loop eagerly here) must give
     transformers' greedy continuations, batched and one at a time."""
     static, timing = generate(base_model, tokenizer, CONVERSATIONS, batch_size=3, max_new_tokens=12,
-                              max_input_tokens=1024, decode="static")
+                              max_input_tokens=1024, decode="static", cuda_graph=True)
     reference, ref_timing = generate(base_model, tokenizer, CONVERSATIONS, batch_size=3, max_new_tokens=12,
-                                     max_input_tokens=1024, decode="generate")
+                                     max_input_tokens=1024, decode="generate", cuda_graph=True)
     single = [generate(base_model, tokenizer, [c], batch_size=1, max_new_tokens=12, max_input_tokens=1024,
-                       decode="static")[0][0] for c in CONVERSATIONS]
+                       decode="static", cuda_graph=True)[0][0] for c in CONVERSATIONS]
     predictions = [s["prediction"] for s in static]
     assert predictions == [r["prediction"] for r in reference] == [s["prediction"] for s in single]
     assert [s["new_tokens"] for s in static] == [r["new_tokens"] for r in reference]
@@ -57,13 +66,9 @@ def test_static_decoder_matches_transformers_generate(base_model, tokenizer):
 
 
 def test_decoder_choice(base_model):
-    import pytest
-
-    from lab.generation import resolve_decoder
-
     assert resolve_decoder(base_model, "auto") == ("generate", None)  # CPU behaviour unchanged
     assert resolve_decoder(base_model, "static") == ("static", None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="auto|generate|static"):
         resolve_decoder(base_model, "beam")
     base_model.generation_config.repetition_penalty = 1.3  # only transformers' generate applies it
     try:
@@ -71,3 +76,16 @@ def test_decoder_choice(base_model):
         assert decoder == "generate" and "repetition_penalty" in reason
     finally:
         base_model.generation_config.repetition_penalty = 1.0
+
+
+
+def test_generation_bar_stays_hidden_when_stderr_is_not_a_terminal(base_model, tokenizer, capsys):
+    generate(base_model, tokenizer, CONVERSATIONS, batch_size=2, max_new_tokens=2, max_input_tokens=1024, **DECODER)
+    assert capsys.readouterr().err == ""
+
+
+def test_generation_shows_one_bar_over_the_examples_on_a_terminal(base_model, tokenizer, terminal_stderr):
+    terminal = terminal_stderr()
+    generate(base_model, tokenizer, CONVERSATIONS, batch_size=2, max_new_tokens=2, max_input_tokens=1024, **DECODER)
+    shown = terminal.getvalue()
+    assert "generate:" in shown and "0/3" in shown and "3/3" in shown

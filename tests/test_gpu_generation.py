@@ -1,7 +1,6 @@
 """The CUDA-graph decoder on the real embedded model, against transformers' generate.
 
-Runs only where a CUDA GPU is (CI's CPU run skips it; benchmarks/gpu_run.sh runs it on the lent
-GPU). No Unsloth here: the evaluate stage never imports it.
+Run on a CUDA machine; skipped without one. No Unsloth here: the evaluate stage never imports it.
 """
 
 import pytest
@@ -30,8 +29,8 @@ def test_cuda_graph_decoder_gives_generates_tokens(embedded_model_dir):
     model, tokenizer = load_for_inference(embedded_model_dir, None, "cuda")
     prompts = [c[:-1] for c in CONVERSATIONS] * 4
     static, ran = generate(model, tokenizer, prompts, batch_size=12, max_new_tokens=48, max_input_tokens=1024,
-                           decode="static")
+                           decode="static", cuda_graph=True)
     reference, _ = generate(model, tokenizer, prompts, batch_size=12, max_new_tokens=48, max_input_tokens=1024,
-                            decode="generate")
+                            decode="generate", cuda_graph=True)
     assert ran["decode_steps"] == "cuda_graph"
     assert [s["prediction"] for s in static] == [r["prediction"] for r in reference]

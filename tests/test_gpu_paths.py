@@ -33,8 +33,9 @@ def test_peak_and_mfu() -> None:
     assert llama_arch.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert llama_arch.peak_tflops("NVIDIA H200") == 989.0
     assert llama_arch.peak_tflops("NVIDIA A10G") is None
-    # 6 * 1e9 params * 1e4 tokens/s = 6e13 FLOP/s = 60 TFLOP/s of 989.
-    assert llama_arch.mfu(10**9, 1e4, 989.0) == pytest.approx(60 / 989, abs=1e-4)
+    # LoRA: 4 * 1e9 params * 1e4 tokens/s = 4e13 FLOP/s = 40 TFLOP/s of 989; full fine-tuning's 6·N: 60.
+    assert llama_arch.mfu(10**9, 1e4, 989.0) == pytest.approx(40 / 989, abs=1e-4)
+    assert llama_arch.mfu(10**9, 1e4, 989.0, flops_per_parameter=6) == pytest.approx(60 / 989, abs=1e-4)
     assert llama_arch.mfu(10**9, 1e4, None) is None
 
 

@@ -1,8 +1,7 @@
 """Unsloth's training path on the real embedded model: padding-free batches without cross-contamination.
 
-Runs only where a CUDA GPU and Unsloth are installed; CI's CPU run skips it, and
-benchmarks/gpu_run.sh runs it on the lent GPU (`gpu_run.sh gpu_tests`). Unsloth patches
-transformers when imported, so run this file in its own pytest process.
+Run on a CUDA machine with Unsloth installed; skipped without them. Unsloth patches transformers
+when imported, so run this file in its own pytest process.
 """
 
 import pytest
@@ -12,6 +11,7 @@ if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 pytest.importorskip("unsloth")  # before transformers, so that its patches apply
 
+from .conftest import make_config  # noqa: E402
 from .test_gpu_generation import CONVERSATIONS  # noqa: E402
 
 
@@ -27,14 +27,15 @@ def test_unsloth_padding_free_batches_give_the_padded_loss(embedded_model_dir, t
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from lab.config import LabConfig, TrainConfig
-    from lab.modeling import resolve_runtime
-    from lab.training import load_trainable_model, sft_config, tokenize_conversation
+    from lab.backends import load_trainable_model
+    from lab.masking import tokenize_conversation
+    from lab.runtime import resolve_runtime
+    from lab.training import sft_config
 
     losses = {}
     for padding_free in (False, True):
-        config = LabConfig(train=TrainConfig(backend="unsloth", quantization="4bit", max_seq_length=512,
-                                             padding_free=padding_free, batch_size=len(CONVERSATIONS)))
+        config = make_config({"train": {"backend": "unsloth", "quantization": "4bit", "max_seq_length": 512,
+                                        "padding_free": padding_free, "batch_size": len(CONVERSATIONS)}})
         runtime = resolve_runtime(config.train)
         model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
         rows = [tokenize_conversation(tokenizer, messages) for messages in CONVERSATIONS]

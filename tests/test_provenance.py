@@ -1,0 +1,86 @@
+"""Where a result came from: the CPU's description, the git revision and the result header."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from lab import provenance
+
+CPUINFO = """processor\t: 0
+model name\t: Example CPU @ 2.0GHz
+flags\t\t: fpu sse2 avx2 amx_bf16 avx512f avx512bw
+
+processor\t: 1
+model name\t: Example CPU @ 2.0GHz
+flags\t\t: fpu sse2 avx2 amx_bf16 avx512f avx512bw
+"""
+
+
+def test_cpu_description_reads_the_model_and_the_vector_extensions() -> None:
+    described = provenance.cpu_description(CPUINFO)
+    assert described == {"cpu": "Example CPU @ 2.0GHz", "vector_extensions": ["avx2", "avx512f", "amx_bf16"]}
+    assert provenance.cpu_description("model name : Old CPU\nflags : sse2\n")["vector_extensions"] == []
+
+
+def test_machine_info_describes_this_machine() -> None:
+    info = provenance.machine_info()
+    assert {"cpu", "vector_extensions", "cores", "memory_gib", "python", "platform", "torch"} <= set(info)
+    assert info["cores"] >= 1 and info["memory_gib"] > 0
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_git_revision_names_the_commit_and_uncommitted_changes(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    (tmp_path / "tracked.txt").write_text("one\n")
+    git(tmp_path, "add", "tracked.txt")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    assert provenance.git_revision(tmp_path) == {"commit": head, "uncommitted_changes": False}
+    (tmp_path / "result.json").write_text("{}")  # untracked: a result being written
+    assert provenance.git_revision(tmp_path)["uncommitted_changes"] is False
+    (tmp_path / "tracked.txt").write_text("two\n")
+    assert provenance.git_revision(tmp_path) == {"commit": head, "uncommitted_changes": True}
+
+
+def test_outside_git_the_commit_comes_from_the_environment_or_nowhere(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(provenance.COMMIT_VARIABLE, raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path
+    assert provenance.git_revision(tmp_path) is None
+    monkeypatch.setenv(provenance.COMMIT_VARIABLE, "abc123")
+    assert provenance.git_revision(tmp_path) == {"commit": "abc123", "uncommitted_changes": None,
+                                                 "from": provenance.COMMIT_VARIABLE}
+
+
+def test_result_header_names_script_revision_machine_and_versions(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    git(tmp_path, "init", "-q")
+    script = tmp_path / "benchmarks" / "bench.py"
+    script.parent.mkdir()
+    script.write_text("")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    monkeypatch.setattr("sys.argv", ["bench.py", "--out", "x.json"])
+    header = provenance.result_header(str(script), "what it measures")
+    assert list(header) == ["script", "arguments", "benchmark", "date", "git_revision", "machine", "versions"]
+    assert header["script"] == "benchmarks/bench.py"  # relative to the script's repository
+    assert header["arguments"] == ["--out", "x.json"] and header["benchmark"] == "what it measures"
+    assert header["git_revision"] == {"commit": git(tmp_path, "rev-parse", "HEAD"), "uncommitted_changes": False}
+    assert datetime.fromisoformat(header["date"]).utcoffset().total_seconds() == 0
+    assert "torch" in header["versions"] and None not in header["versions"].values()
+    assert set(header["versions"]) <= set(provenance.RESULT_PACKAGES)
+
+
+def test_package_versions_has_one_home() -> None:
+    root = Path(__file__).resolve().parents[1]
+    definitions = [path for path in [*root.glob("lab/*.py"), *root.glob("benchmarks/*.py")]
+                   if "def package_versions(" in path.read_text()]
+    assert definitions == [root / "lab" / "provenance.py"]
