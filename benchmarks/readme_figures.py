@@ -167,6 +167,18 @@ def render_eval_throughput(result: dict[str, Any]) -> str:
     return text
 
 
+def render_dedup(result: dict[str, Any]) -> str:
+    """Near-dedup at FineTome's scale: time, memory, and recall and precision on planted copies."""
+    parameters, seconds, memory = result["parameters"], result["seconds"], result["peak_memory_mib"]
+    return (f"{result['rows']:,} conversations with {result['planted']['exact']:,} exact and "
+            f"{result['planted']['near']:,} near copies planted (Jaccard threshold {parameters['threshold']}, "
+            f"{parameters['num_perm']} permutations, {parameters['shingle_words']}-word shingles): "
+            f"**{number(seconds['total'])} s** ({number(seconds['exact'])} exact, {number(seconds['near'])} near), "
+            f"{number(memory['dedup_added'], 0)} MiB added to a peak of {number(memory['process_peak'], 0)} MiB; "
+            f"recall {result['recall']:.4f}, precision {result['precision']:.4f} (load average "
+            f"{result['load_average']['before']} before).")
+
+
 Renderer = Callable[[dict[str, Any]], str]
 # Block name (and result file stem) -> the command that measures it and how its file is shown.
 BLOCKS: dict[str, tuple[str, Renderer]] = {
@@ -174,6 +186,7 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "scoring_cpu": ("python benchmarks/scoring_cpu.py", render_scoring_cpu),
     "train_throughput": ("python benchmarks/train_throughput.py", render_train_throughput),
     "eval_throughput": ("python benchmarks/eval_throughput.py", render_eval_throughput),
+    "dedup": ("python benchmarks/dedup.py --out benchmarks/results/dedup.json", render_dedup),
 }
 
 

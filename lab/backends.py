@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab.config import LabConfig
+from lab.config import LORA_PRESETS, LabConfig, LoraConfig
+from lab.errors import ConfigError
 from lab.modeling import ensure_pad_token
 from lab.runtime import Runtime
 
@@ -18,6 +19,30 @@ from lab.runtime import Runtime
 # which offloads the saved activations to CPU memory) or "plain" (recompute only; more GPU memory,
 # and faster at the lab's micro-batches on an H100/H200).
 CHECKPOINTING_MODES: dict[str, str | bool] = {"unsloth": "unsloth", "plain": True}
+
+
+def check_lora_targets(base_dir: Path, lora: LoraConfig) -> None:
+    """Fail before any weight loads if train.lora names modules or layers the base model lacks.
+
+    The model is built on the meta device from its config (no weights, no memory), which is enough
+    to list its module names and count its layers."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_config = AutoConfig.from_pretrained(base_dir)
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(model_config)
+    leaf_names = {name.rsplit(".", 1)[-1] for name, module in skeleton.named_modules() if not list(module.children())}
+    missing = [name for name in lora.modules() if name not in leaf_names]
+    if missing:
+        raise ConfigError(f"train.lora.target_modules: {lora.target_modules} names {missing}, which the base model "
+                          f"does not have; allowed: its modules {sorted(leaf_names)} or the presets "
+                          f"{sorted(LORA_PRESETS)}")
+    layers = model_config.num_hidden_layers
+    outside = [index for index in lora.layers_to_transform or [] if index >= layers]
+    if outside:
+        raise ConfigError(f"train.lora.layers_to_transform: {lora.layers_to_transform} includes {outside}; the base "
+                          f"model has layers 0..{layers - 1}")
 
 
 def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
@@ -29,17 +54,19 @@ def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) ->
 
 def _load_unsloth(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
     """Unsloth's FastLanguageModel with its LoRA, k-bit loading and gradient checkpointing."""
+    import torch
     from unsloth import FastLanguageModel
 
     train, lora = config.train, config.train.lora
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=str(base_dir), max_seq_length=train.max_seq_length, dtype=None,
+        model_name=str(base_dir), max_seq_length=train.max_seq_length, dtype=getattr(torch, runtime.dtype),
         load_in_4bit=runtime.quantization == "4bit", load_in_8bit=runtime.quantization == "8bit",
     )
     checkpointing = CHECKPOINTING_MODES[train.checkpointing_mode] if train.gradient_checkpointing else False
     model = FastLanguageModel.get_peft_model(
         model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
-        target_modules=lora.target_modules, random_state=config.seed, use_gradient_checkpointing=checkpointing,
+        target_modules=lora.modules(), layers_to_transform=lora.layers_to_transform, use_rslora=lora.use_rslora,
+        random_state=config.seed, use_gradient_checkpointing=checkpointing,
     )
     if config.model.chat_template:
         from unsloth.chat_templates import get_chat_template
@@ -51,11 +78,13 @@ def _load_unsloth(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[
 def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
     """transformers + peft: bitsandbytes for k-bit bases, LoRA seeded by `seed`."""
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     dtype = getattr(torch, runtime.dtype)
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    # On CPU the weights stay float32 and bf16 (train.precision) runs as autocast: mixed precision.
+    kwargs: dict[str, Any] = {"dtype": dtype if runtime.device == "cuda" else torch.float32}
     if runtime.quantization == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
@@ -69,8 +98,9 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
     if runtime.quantization != "none":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.train.gradient_checkpointing)
     lora = config.train.lora
-    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                             target_modules=lora.target_modules, bias="none", task_type="CAUSAL_LM")
+    peft_config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                             target_modules=lora.modules(), layers_to_transform=lora.layers_to_transform,
+                             use_rslora=lora.use_rslora, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, peft_config)
     tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(base_dir))
     return model, tokenizer

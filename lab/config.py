@@ -31,6 +31,17 @@ OnInvalid = Literal["error", "drop"]
 RougeType = Literal["rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum"]
 RougeTokenizer = Literal["default", "whitespace"]
 Decode = Literal["auto", "generate", "static"]
+DataFormat = Literal["auto", "sharegpt", "messages", "alpaca", "question_answer", "query_response", "inputs_targets",
+                     "oasst"]
+LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+# LoRA target presets, usable in train.lora.target_modules beside module names (Llama-style names,
+# which Llama, Qwen, Mistral and SmolLM share).
+LORA_PRESETS: dict[str, tuple[str, ...]] = {
+    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "mlp": ("gate_proj", "up_proj", "down_proj"),
+    "all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+}
 
 
 def allowed(literal: Any) -> tuple[str, ...]:
@@ -58,16 +69,31 @@ class BuiltinConfig:
     min_words: int
     closed_share: float
     task_weights: TaskWeights
+    code_examples: int
+    math_examples: int
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    exact: bool
+    near: bool
+    leak_check: bool
+    threshold: float
+    num_perm: int
+    shingle_words: int
 
 
 @dataclass(frozen=True)
 class DataConfig:
     source: str
+    format: DataFormat
     hub_split: str
     builtin: BuiltinConfig
+    dedup: DedupConfig
     on_invalid: OnInvalid
     test_size: float
     eval_examples: int
+    validation_examples: int
     max_train_examples: int | None
 
 
@@ -77,6 +103,13 @@ class LoraConfig:
     alpha: int
     dropout: float
     target_modules: list[str]
+    layers_to_transform: list[int] | None
+    use_rslora: bool
+
+    def modules(self) -> list[str]:
+        """target_modules with presets expanded, in order, each module once."""
+        names = [n for item in self.target_modules for n in LORA_PRESETS.get(item, (item,))]
+        return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -86,9 +119,12 @@ class TrainConfig:
     batch_size: int
     grad_accum: int
     epochs: float
-    warmup_steps: int
+    warmup_steps: float
     weight_decay: float
-    lr_scheduler: str
+    lr_scheduler: LrScheduler
+    scheduler_cycles: int
+    max_grad_norm: float
+    precision: Precision
     optimizer: str
     max_seq_length: int
     padding_free: bool
@@ -96,6 +132,8 @@ class TrainConfig:
     gradient_checkpointing: bool
     checkpointing_mode: CheckpointingMode
     logging_steps: int
+    eval_steps: int
+    early_stopping_patience: int | None
     lora: LoraConfig
 
 
@@ -199,25 +237,51 @@ def validate(config: LabConfig) -> LabConfig:
     """Reject impossible values up front, before any stage spends time."""
     data, builtin, train = config.data, config.data.builtin, config.train
     _check(0.0 < data.test_size < 1.0, "data.test_size", data.test_size, "in (0, 1)")
+    _check(0.0 < data.dedup.threshold <= 1.0, "data.dedup.threshold", data.dedup.threshold, "a Jaccard in (0, 1]")
+    _positive(data.dedup, "data.dedup", "num_perm", "shingle_words")
     _positive(data, "data", "eval_examples")
+    _check(data.validation_examples >= 0, "data.validation_examples", data.validation_examples,
+           ">= 0 (0: no validation split)")
     _check(data.max_train_examples is None or data.max_train_examples > 0, "data.max_train_examples",
            data.max_train_examples, "positive or null (all)")
     _positive(builtin, "data.builtin", "max_input_words", "min_words")
+    for name in ("code_examples", "math_examples"):
+        _check(getattr(builtin, name) >= 0, f"data.builtin.{name}", getattr(builtin, name), ">= 0 (0: none)")
     _check(0.0 <= builtin.closed_share <= 1.0, "data.builtin.closed_share", builtin.closed_share, "in [0, 1]")
     weights = dataclasses.asdict(builtin.task_weights)
     _check(all(w >= 0 for w in weights.values()) and sum(weights.values()) > 0, "data.builtin.task_weights",
            weights, "non-negative with a positive sum")
     _check(math.isfinite(config.lr) and config.lr > 0, "lr", config.lr, "a finite positive number")
     _positive(train, "train", "batch_size", "grad_accum", "max_seq_length", "logging_steps", "epochs")
-    _check(train.warmup_steps >= 0, "train.warmup_steps", train.warmup_steps, ">= 0")
-    _check(train.weight_decay >= 0, "train.weight_decay", train.weight_decay, ">= 0")
-    _positive(train.lora, "train.lora", "r", "alpha")
-    _check(0.0 <= train.lora.dropout < 1.0, "train.lora.dropout", train.lora.dropout, "in [0, 1)")
-    _check(bool(train.lora.target_modules), "train.lora.target_modules", train.lora.target_modules, "non-empty")
+    _validate_train(config)
     _positive(config.evaluate, "evaluate", "max_new_tokens", "batch_size", "max_input_tokens")
     _check(bool(config.evaluate.rouge_types), "evaluate.rouge_types", config.evaluate.rouge_types, "non-empty")
     _validate_compare(config)
     return config
+
+
+def _validate_train(config: LabConfig) -> None:
+    train, lora = config.train, config.train.lora
+    _check(train.warmup_steps >= 0 and (train.warmup_steps < 1 or float(train.warmup_steps).is_integer()),
+           "train.warmup_steps", train.warmup_steps, "a whole number of steps, or a share of all steps in [0, 1)")
+    _check(train.weight_decay >= 0, "train.weight_decay", train.weight_decay, ">= 0")
+    _check(math.isfinite(train.max_grad_norm) and train.max_grad_norm >= 0, "train.max_grad_norm",
+           train.max_grad_norm, ">= 0 (0 turns clipping off)")
+    _positive(train, "train", "scheduler_cycles", "eval_steps")
+    _check(train.scheduler_cycles == 1 or train.lr_scheduler == "cosine_with_restarts", "train.scheduler_cycles",
+           train.scheduler_cycles, "1 unless train.lr_scheduler is cosine_with_restarts")
+    _check(train.early_stopping_patience is None or train.early_stopping_patience > 0,
+           "train.early_stopping_patience", train.early_stopping_patience, "positive, or null (off)")
+    _check(train.early_stopping_patience is None or config.data.validation_examples > 0,
+           "train.early_stopping_patience", train.early_stopping_patience,
+           "null when data.validation_examples is 0 (early stopping needs a validation split)")
+    _positive(lora, "train.lora", "r", "alpha")
+    _check(0.0 <= lora.dropout < 1.0, "train.lora.dropout", lora.dropout, "in [0, 1)")
+    _check(bool(lora.target_modules), "train.lora.target_modules", lora.target_modules,
+           f"non-empty: module names or the presets {sorted(LORA_PRESETS)}")
+    layers = lora.layers_to_transform
+    _check(layers is None or (bool(layers) and min(layers) >= 0 and len(set(layers)) == len(layers)),
+           "train.lora.layers_to_transform", layers, "null (every layer) or distinct layer indices >= 0")
 
 
 def _validate_compare(config: LabConfig) -> None:

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.config import BUILTIN_DATASET, DataConfig, LabConfig
+from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
 from lab.errors import DataError
+from lab.formats import FORMATS, conversation_units, resolve_format
 from lab.provenance import package_versions
 from lab.scoring import length_stats, word_count
 
@@ -39,20 +40,15 @@ class InvalidRow(ValueError):
         self.reason = reason
 
 
-def _turns(row: dict[str, Any]) -> list[tuple[Any, Any]]:
-    """(speaker, text) pairs from either ShareGPT `conversations` or chat `messages`."""
-    if isinstance(row.get("conversations"), list):
-        return [(t.get("from"), t.get("value")) if isinstance(t, dict) else (None, None) for t in row["conversations"]]
-    if isinstance(row.get("messages"), list):
-        return [(t.get("role"), t.get("content")) if isinstance(t, dict) else (None, None) for t in row["messages"]]
-    raise InvalidRow("no_conversation", "neither a 'conversations' nor a 'messages' list")
-
-
-def normalize_row(row: Any, index: int) -> dict[str, Any]:
-    """Convert one raw row (ShareGPT or chat format) to the common schema, or raise InvalidRow."""
+def normalize_row(row: Any, index: int, data_format: str, default_source: str = "unknown") -> dict[str, Any]:
+    """Convert one raw row in `data_format` (a name in lab.formats.FORMATS) to the common schema, or
+    raise InvalidRow. `index` is the id of a row without one; `default_source` the source of a row without one."""
     if not isinstance(row, dict):
         raise InvalidRow("not_a_mapping", f"row is a {type(row).__name__}")
-    turns = _turns(row)
+    adapter = FORMATS[data_format]
+    turns = adapter.turns(row)
+    if turns is None:
+        raise InvalidRow("no_conversation", f"no {' / '.join(map(repr, adapter.columns))} in a {data_format} row")
     if not turns:
         raise InvalidRow("no_conversation", "the conversation is empty")
     messages = []
@@ -70,41 +66,50 @@ def normalize_row(row: Any, index: int) -> dict[str, Any]:
         raise InvalidRow("no_assistant_turn", "no assistant turn to predict")
     if messages[-1]["role"] != "assistant":
         raise InvalidRow("last_turn_not_assistant", f"the last turn is from {messages[-1]['role']!r}")
-    score = row.get("score")
+    # `datasets` fills a column that some rows lack with None, so None means "absent" here.
+    row_id, score = row.get("id"), row.get("score")
     return {
-        "id": str(row.get("id", index)),
-        "source": str(row.get("source") or "unknown"),
+        "id": str(index if row_id is None else row_id),
+        "source": str(row.get("source") or default_source),
         "score": float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
         "messages": messages,
     }
 
 
-def normalize_rows(rows: Iterable[Any], on_invalid: str) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Normalise every row; on_invalid='error' raises one DataError naming all bad rows by reason."""
-    conversations, dropped, examples = [], Counter(), {}
-    for index, row in enumerate(rows):
+def normalize_rows(
+    rows: Iterable[Any], on_invalid: str, data_format: str, default_source: str = "unknown"
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Normalise every row read in `data_format` ("auto": detected from the first rows' columns, see
+    lab.formats); on_invalid='error' raises one DataError naming all bad rows by reason."""
+    rows = list(rows)
+    name = resolve_format(rows, data_format)
+    units, faults = conversation_units(rows, name)
+    conversations = []
+    rejected = [(fault.label, InvalidRow(fault.reason, fault.detail)) for fault in faults]
+    for index, (label, row) in enumerate(units):
         try:
-            conversations.append(normalize_row(row, index))
+            conversations.append(normalize_row(row, index, name, default_source))
         except InvalidRow as error:
-            dropped[error.reason] += 1
-            examples.setdefault(error.reason, []).append(f"row {index} ({error})")
+            rejected.append((label, error))
+    dropped = Counter(error.reason for _, error in rejected)
     if dropped and on_invalid == "error":
+        examples: dict[str, list[str]] = {}
+        for label, error in rejected:
+            examples.setdefault(error.reason, []).append(f"{label} ({error})")
         lines = [f"  {reason}: {count} row(s), e.g. " + "; ".join(examples[reason][:3])
                  for reason, count in sorted(dropped.items())]
         raise DataError(
-            f"{sum(dropped.values())} invalid row(s) in the dataset:\n" + "\n".join(lines)
+            f"{sum(dropped.values())} invalid row(s) in the {name} dataset:\n" + "\n".join(lines)
             + "\nFix the data, or set data.on_invalid: drop to drop and count them."
         )
     return conversations, dropped
 
 
-def load_raw_rows(config: DataConfig) -> list[Any]:
+def load_raw_rows(config: DataConfig, seed: int) -> list[Any]:
     """Rows of the configured source: the builtin dataset, a local file, or a Hub dataset id."""
     source = config.source
     if source == BUILTIN_DATASET:
-        from lab.docstrings import build_docstring_conversations
-
-        return build_docstring_conversations(config.builtin)
+        return builtin_rows(config, seed)
     path = Path(source)
     if path.suffix.lower() in FILE_LOADERS or path.exists():
         if not path.is_file():
@@ -114,6 +119,24 @@ def load_raw_rows(config: DataConfig) -> list[Any]:
             raise DataError(f"data.source: {path} is not .json, .jsonl or .parquet")
         return _load_with_datasets(loader, data_files=str(path), split="train", what=str(path))
     return _load_with_datasets(source, split=config.hub_split, what=f"Hub dataset {source!r}")
+
+
+def builtin_rows(config: DataConfig, seed: int) -> list[dict[str, Any]]:
+    """The builtin dataset: the docs domain, plus the code and math domains where their counts are
+    above 0 (each row's `source` names its package, or its domain)."""
+    from lab.docstrings import build_docstring_conversations
+
+    builtin = config.builtin
+    rows = build_docstring_conversations(builtin)
+    if builtin.code_examples:
+        from lab.builtin_code import build_code_conversations
+
+        rows += build_code_conversations(builtin.packages, builtin.min_words, builtin.code_examples, seed)
+    if builtin.math_examples:
+        from lab.builtin_math import build_math_conversations
+
+        rows += build_math_conversations(builtin.math_examples, seed)
+    return rows
 
 
 def _load_with_datasets(name: str, what: str, **kwargs: Any) -> list[Any]:
@@ -159,6 +182,36 @@ def to_eval_example(conversation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def deduplicate(conversations: list[dict[str, Any]], dedup: DedupConfig,
+                seed: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Conversations without their exact and (data.dedup.near) near duplicates, first kept; and how
+    many each check removed."""
+    from lab import dedup as checks
+
+    removed = {"exact_duplicates": 0, "near_duplicates": 0}
+    if dedup.exact:
+        drop = set(checks.exact_duplicates(conversations))
+        removed["exact_duplicates"] = len(drop)
+        conversations = [row for i, row in enumerate(conversations) if i not in drop]
+    if dedup.near:
+        drop = set(checks.near_duplicates(conversations, dedup.threshold, dedup.num_perm, dedup.shingle_words, seed))
+        removed["near_duplicates"] = len(drop)
+        conversations = [row for i, row in enumerate(conversations) if i not in drop]
+    return conversations, removed
+
+
+def drop_leaks(train: list[dict[str, Any]], held_out: list[dict[str, Any]], dedup: DedupConfig,
+               seed: int) -> tuple[list[dict[str, Any]], int]:
+    """Training conversations without those that have an exact or near duplicate held out
+    (data.dedup.leak_check), and how many were dropped."""
+    if not dedup.leak_check:
+        return train, 0
+    from lab.dedup import leaked
+
+    drop = set(leaked(train, held_out, dedup.threshold, dedup.num_perm, dedup.shingle_words, seed))
+    return [row for i, row in enumerate(train) if i not in drop], len(drop)
+
+
 def dataset_stats(
     raw_count: int, dropped: Counter[str], train: list[dict], test: list[dict], eval_examples: list[dict]
 ) -> dict[str, Any]:
@@ -172,28 +225,45 @@ def dataset_stats(
         "train_answer_words": length_stats(answers),
         "eval_reference_words": length_stats([word_count(e["reference"]) for e in eval_examples]),
         "eval_sources": dict(sorted(Counter(e["source"] for e in eval_examples).items())),
+        "train_sources": dict(sorted(Counter(c["source"] for c in train).items())),
     }
 
 
 def prepare(config: LabConfig) -> dict[str, Any]:
-    """The train, test and eval rows and their stats, all from the configured source.
+    """The train, validation, test and eval rows and their stats, all from the configured source.
 
-    Rows are validated (data.on_invalid), split with a seeded shuffle (data.test_size), the
-    training rows optionally capped (data.max_train_examples) and the eval sample drawn from the
-    test split (data.eval_examples), each as history-as-input and last-assistant-turn-as-reference.
+    Rows are validated (data.on_invalid) and split with a seeded shuffle (data.test_size); the
+    validation rows (data.validation_examples) are drawn from the training split before the
+    training rows are capped (data.max_train_examples), so the three never overlap; the eval sample
+    comes from the test split (data.eval_examples), each as history-as-input and
+    last-assistant-turn-as-reference.
     """
     data = config.data
-    raw_rows = load_raw_rows(data)
-    conversations, dropped = normalize_rows(raw_rows, data.on_invalid)
+    raw_rows = load_raw_rows(data, config.seed)
+    conversations, dropped = normalize_rows(raw_rows, data.on_invalid, data.format)
+    valid_count = len(conversations)
+    conversations, removed = deduplicate(conversations, data.dedup, config.seed)
     train_all, test = split_conversations(conversations, data.test_size, config.seed)
+    train_all, removed["leaked"] = drop_leaks(train_all, test, data.dedup, config.seed)
     if data.eval_examples > len(test):
         raise DataError(f"data.eval_examples={data.eval_examples} but the test split has only {len(test)} rows")
-    train = sample(train_all, data.max_train_examples, config.seed)
+    if data.validation_examples >= len(train_all):
+        raise DataError(f"data.validation_examples={data.validation_examples} but the training split has only "
+                        f"{len(train_all)} rows")
+    # By position, not id: a user's dataset may repeat ids.
+    chosen = set(random.Random(config.seed).sample(range(len(train_all)), data.validation_examples))
+    validation = [row for i, row in enumerate(train_all) if i in chosen]
+    train_pool = [row for i, row in enumerate(train_all) if i not in chosen]
+    train = sample(train_pool, data.max_train_examples, config.seed)
     eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]
     stats = dataset_stats(len(raw_rows), dropped, train, test, eval_examples)
-    stats["rows"]["train_available"] = len(train_all)
+    # A format may group rows (OpenAssistant: one message a row, one conversation a tree).
+    stats["rows"]["valid"] = valid_count
+    stats["removed"] = removed
+    stats["rows"]["train_available"] = len(train_pool)
+    stats["rows"]["validation"] = len(validation)
     stats["source"] = data.source
     if data.source == BUILTIN_DATASET:
         # The builtin rows depend on the docstrings, i.e. on these versions.
         stats["builtin_versions"] = {"python": platform.python_version(), **package_versions(data.builtin.packages)}
-    return {"train": train, "test": test, "eval": eval_examples, "stats": stats}
+    return {"train": train, "validation": validation, "test": test, "eval": eval_examples, "stats": stats}

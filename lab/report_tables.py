@@ -136,10 +136,22 @@ def training_section(train: dict[str, Any]) -> str:
     return "\n".join([
         f"- Ran: backend `{ran['backend']}` on `{ran['device']}`, dtype `{ran['dtype']}`, quantization "
         f"`{ran['quantization']}`, optimizer `{ran['optimizer']}`, LoRA r={ran['lora']['r']} "
-        f"alpha={ran['lora']['alpha']} on {', '.join(ran['lora']['target_modules'])}.",
+        f"alpha={ran['lora']['alpha']} on {', '.join(ran['lora'].get('modules', ran['lora']['target_modules']))}, "
+        f"scheduler `{ran.get('lr_scheduler', 'linear')}`, warmup {ran.get('warmup', 'as configured')}.",
         f"- {train['data']['examples']} examples, {train['steps']} optimizer steps, {train['tokens_seen']:,} tokens "
         f"({train['data']['loss_tokens']:,} with a loss) in {train['runtime_s']:.0f} s: "
         f"{train['tokens_per_s']:.0f} tokens/s, peak memory {train['peak_memory_gib']:.2f} GiB.",
         f"- Loss on assistant tokens, mean of the first quarter of steps {train['loss_first_quarter']}, "
         f"of the last quarter {train['loss_last_quarter']}; mean over the run {train['train_loss']}.",
+        _selection_line(train),
     ])
+
+
+def _selection_line(train: dict[str, Any]) -> str:
+    """Which step's adapter was kept, chosen on the validation split only."""
+    if train.get("best_validation_loss") is None:
+        return "- No validation split: the last step's adapter is evaluated."
+    losses = ", ".join(f"{v['loss']} (step {v['step']})" for v in train["validation_losses"])
+    stopped = " Training stopped early." if train["stop_reason"] == "early_stopping" else ""
+    return (f"- Validation loss {losses}: the adapter of step {train['best_step']} (validation loss "
+            f"{train['best_validation_loss']}) is the one evaluated.{stopped}")

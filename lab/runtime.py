@@ -56,9 +56,24 @@ def resolve_runtime(train: TrainConfig, cuda_available: bool | None = None, bf16
                 f"train.backend={backend} but unsloth does not import ({error}); "
                 "pip install -r requirements-gpu.txt, or set train.backend=hf"
             ) from None
-    # On CPU, float32: bf16 autocast gains ~10% there but changes the loss.
-    dtype = ("bfloat16" if bf16_supported else "float16") if cuda_available else "float32"
+    dtype = _resolve_dtype(train.precision, backend, cuda_available, bf16_supported)
     return Runtime(backend=backend, device="cuda" if cuda_available else "cpu", dtype=dtype, quantization=quantization)
+
+
+def _resolve_dtype(precision: str, backend: str, cuda_available: bool, bf16_supported: bool) -> str:
+    """The training dtype for train.precision; auto is bf16 on a GPU that has it (else fp16) and
+    fp32 on CPU, where bf16 autocast gains ~10% but changes the loss."""
+    if precision == "auto":
+        return ("bfloat16" if bf16_supported else "float16") if cuda_available else "float32"
+    if precision == "bf16" and cuda_available and not bf16_supported:
+        raise RuntimeConfigError("train.precision=bf16 but this GPU has no bf16; use fp16 or auto")
+    if precision == "fp16" and not cuda_available:
+        raise RuntimeConfigError("train.precision=fp16 needs a CUDA GPU (fp16 mixed precision); use bf16, fp32 or "
+                                 "auto on CPU")
+    if precision == "fp32" and backend == "unsloth":
+        raise RuntimeConfigError("train.precision=fp32 with train.backend=unsloth: Unsloth trains in 16 bits; "
+                                 "use auto, bf16 or fp16, or the hf backend")
+    return {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision]
 
 
 def resolve_device() -> str:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.backends import load_trainable_model
+from lab.backends import check_lora_targets, load_trainable_model
 from lab.config import LabConfig, as_dict
 from lab.masking import tokenize_for_training
 from lab.modeling import no_library_progress_bars
@@ -25,29 +25,44 @@ PADDING_FREE_WARNING = "Padding-free training is enabled, but the attention impl
 _TRL_SFT_LOGGER = "trl.trainer.sft_trainer"
 
 
-def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path) -> Any:
+def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: bool = False) -> Any:
     """trl's SFTConfig from the lab's params; every default that matters is set explicitly.
 
     train.group_by_length draws each optimizer step's examples from a pool of similar lengths
     (transformers' LengthGroupedSampler), which cuts the pad tokens of padded batches; it changes
-    the data order, so it is off unless asked for."""
+    the data order, so it is off unless asked for. With `validate`, the validation loss is computed
+    every train.eval_steps, each of those steps' adapter is saved, and the best one (lowest
+    validation loss) is loaded back at the end: model selection on the validation split only."""
     from trl import SFTConfig
 
     train = config.train
     return SFTConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum,
         num_train_epochs=train.epochs,
         learning_rate=config.lr,
-        warmup_steps=train.warmup_steps,
+        # transformers reads a float in [0, 1) as a share of all steps, a whole number as steps.
+        warmup_steps=train.warmup_steps if train.warmup_steps < 1 else int(train.warmup_steps),
         weight_decay=train.weight_decay,
         lr_scheduler_type=train.lr_scheduler,
+        lr_scheduler_kwargs={"num_cycles": train.scheduler_cycles} if train.lr_scheduler == "cosine_with_restarts"
+        else None,
+        max_grad_norm=train.max_grad_norm,
         optim=train.optimizer,
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=train.logging_steps,
-        save_strategy="no",
+        eval_strategy="steps" if validate else "no",
+        eval_steps=train.eval_steps,
+        save_strategy="steps" if validate else "no",
+        save_steps=train.eval_steps,
+        # Adapter weights only: the best step's is all the stage keeps.
+        save_only_model=True,
+        load_best_model_at_end=validate,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
         report_to="none",
         # Inputs are truncated before training, which padding-free batching requires.
         max_length=None,
@@ -85,10 +100,14 @@ def progress_callback() -> Any:
             self.bar.update(state.global_step - self.bar.n)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-            """Show the loss just logged, and the tokens/s since the run began."""
+            """Show the loss just logged (and the last validation loss), and the tokens/s so far."""
+            if logs and "eval_loss" in logs:
+                self.validation_loss = logs["eval_loss"]
             if not logs or "loss" not in logs:
-                return  # the end-of-run summary: the stage prints its own line
+                return  # an evaluation, or the end-of-run summary: the stage prints its own line
             postfix = {"loss": f"{logs['loss']:.4f}"}
+            if getattr(self, "validation_loss", None) is not None:
+                postfix["val"] = f"{self.validation_loss:.4f}"
             if "num_tokens" in logs:
                 postfix["tokens/s"] = f"{logs['num_tokens'] / (time.perf_counter() - self.started):,.0f}"
             self.bar.set_postfix(postfix)
@@ -117,41 +136,68 @@ def _silence_padding_free_warning(model: Any, runtime: Runtime) -> None:
         logging.getLogger(_TRL_SFT_LOGGER).addFilter(_is_padding_free_warning)
 
 
-def run_training(model: Any, tokenizer: Any, rows: list[dict], config: LabConfig, runtime: Runtime,
-                 work_dir: Path, callbacks: list[Any]) -> dict[str, Any]:
-    """Train with one progress bar and return the trainer's figures; the caller saves the adapter."""
+def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: list[dict], config: LabConfig,
+                 runtime: Runtime, work_dir: Path, callbacks: list[Any]) -> dict[str, Any]:
+    """Train with one progress bar and return the trainer's figures; the caller saves the adapter.
+
+    With validation rows, the model holds the best validation step's adapter when this returns
+    (and training stops early after train.early_stopping_patience validations without a better
+    loss, when that is set)."""
     from datasets import Dataset
-    from transformers import PrinterCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTTrainer
 
     _silence_padding_free_warning(model, runtime)
+    patience = config.train.early_stopping_patience
+    stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if validation_rows and patience else []
     trainer = SFTTrainer(
-        model=model, args=sft_config(config, runtime, work_dir),
+        model=model, args=sft_config(config, runtime, work_dir, validate=bool(validation_rows)),
         train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer, callbacks=[*callbacks, progress_callback()],
+        eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
+        processing_class=tokenizer, callbacks=[*callbacks, *stopping, progress_callback()],
     )
     # disable_tqdm=True swaps transformers' bars for PrinterCallback, which prints every log dict.
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {**_loss_figures(trainer.state.log_history, output.training_loss),
+            **_selection(trainer.state, bool(validation_rows)),
+            "steps": trainer.state.global_step, "runtime_s": round(seconds, 1)}
+
+
+def _loss_figures(log_history: list[dict[str, Any]], training_loss: float) -> dict[str, Any]:
+    """Mean loss over the run and over its first and last quarters of logged steps."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
     # Single-step losses are noisy at batch 8: compare the means of the first and last quarters.
     quarter = max(1, len(losses) // 4)
     return {
-        "train_loss": round(output.training_loss, 4),
+        "train_loss": round(training_loss, 4),
         "loss_first_quarter": round(sum(losses[:quarter]) / quarter, 4) if losses else None,
         "loss_last_quarter": round(sum(losses[-quarter:]) / quarter, 4) if losses else None,
-        "steps": trainer.state.global_step,
-        "runtime_s": round(seconds, 1),
     }
 
 
+def _selection(state: Any, validated: bool) -> dict[str, Any]:
+    """Which step's adapter the stage keeps, its validation loss, and why training stopped."""
+    history = [(entry["step"], entry["eval_loss"]) for entry in state.log_history if "eval_loss" in entry]
+    if not validated or not history:
+        return {"best_step": state.global_step, "best_validation_loss": None, "validation_losses": [],
+                "stop_reason": "completed" if state.global_step >= state.max_steps else "stopped"}
+    best_step, best_loss = min(history, key=lambda item: (item[1], item[0]))
+    return {"best_step": best_step, "best_validation_loss": round(best_loss, 4),
+            "validation_losses": [{"step": step, "loss": round(loss, 4)} for step, loss in history],
+            "stop_reason": "early_stopping" if state.global_step < state.max_steps else "completed"}
+
+
 def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, Any]],
-              live_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
-    """LoRA fine-tuning of the base model on `conversations`, the loss curve logged to `live_dir`
-    for `dvc plots`; returns the trained model, its tokenizer and the train metrics."""
+              validation: list[dict[str, Any]], live_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """LoRA fine-tuning of the base model on `conversations`, the loss curves (train, and
+    validation on `validation`) logged to `live_dir` for `dvc plots`; returns the model holding
+    the best validation step's adapter (the last step's without validation), its tokenizer and
+    the train metrics."""
     runtime = resolve_runtime(config.train)  # with unsloth, imports it before transformers
+    check_lora_targets(base_dir, config.train.lora)
     from transformers.integrations import DVCLiveCallback
 
     from dvclive import Live
@@ -159,8 +205,10 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
     with no_library_progress_bars(), tempfile.TemporaryDirectory() as work_dir:
         model, tokenizer = load_trainable_model(base_dir, config, runtime)
         rows, token_stats = tokenize_for_training(tokenizer, conversations, config.train.max_seq_length)
+        validation_rows = tokenize_for_training(tokenizer, validation, config.train.max_seq_length)[0] if validation \
+            else []
         live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
-        figures = run_training(model, tokenizer, rows, config, runtime, Path(work_dir),
+        figures = run_training(model, tokenizer, rows, validation_rows, config, runtime, Path(work_dir),
                                callbacks=[DVCLiveCallback(live=live)])
     tokens_seen = int(token_stats["tokens"] * config.train.epochs)
     metrics = {
@@ -180,6 +228,9 @@ def _what_ran(config: LabConfig, runtime: Runtime) -> dict[str, Any]:
     checkpointing: str | bool = train.gradient_checkpointing
     if train.gradient_checkpointing and runtime.backend == "unsloth":
         checkpointing = train.checkpointing_mode
-    return {**runtime.as_dict(), "optimizer": train.optimizer, "padding_free": train.padding_free,
+    warmup = (f"{int(train.warmup_steps)} steps" if train.warmup_steps >= 1 or train.warmup_steps == 0
+              else f"{train.warmup_steps:.1%} of steps")
+    return {**runtime.as_dict(), "optimizer": train.optimizer, "lr_scheduler": train.lr_scheduler,
+            "warmup": warmup, "max_grad_norm": train.max_grad_norm, "padding_free": train.padding_free,
             "group_by_length": train.group_by_length, "gradient_checkpointing": checkpointing,
-            "lora": as_dict(train.lora)}
+            "lora": {**as_dict(train.lora), "modules": train.lora.modules()}}

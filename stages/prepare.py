@@ -1,6 +1,6 @@
 """Stage prepare: load the conversation dataset, validate it, split it, draw the eval sample.
 
-Writes the train, test and eval splits (history as input, last assistant turn as reference)
+Writes the train, validation, test and eval splits (history as input, last assistant turn as reference)
 and the dataset statistics.
 """
 
@@ -17,11 +17,11 @@ from lab.io import write_json, write_jsonl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", type=Path, required=True, help="where train/test/eval.jsonl go")
+    parser.add_argument("--data-dir", type=Path, required=True, help="where train/validation/test/eval.jsonl go")
     parser.add_argument("--metrics", type=Path, required=True, help="the dataset statistics (JSON)")
     args = parser.parse_args()
     result = prepare(load_config())
-    for split in ("train", "test", "eval"):
+    for split in ("train", "validation", "test", "eval"):
         write_jsonl(args.data_dir / f"{split}.jsonl", result[split])
     write_json(args.metrics, result["stats"])
     print(f"prepare: {result['stats']['rows']}")

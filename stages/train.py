@@ -20,18 +20,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", type=Path, required=True, help="base model directory")
     parser.add_argument("--train-file", type=Path, required=True, help="train split (.jsonl)")
+    parser.add_argument("--validation-file", type=Path, required=True, help="validation split (.jsonl)")
     parser.add_argument("--adapter", type=Path, required=True, help="output: LoRA adapter directory")
     parser.add_argument("--live-dir", type=Path, required=True, help="output: dvclive directory")
     parser.add_argument("--metrics", type=Path, required=True, help="output: train metrics (.json)")
     args = parser.parse_args()
     config = load_config()
-    model, tokenizer, metrics = fine_tune(config, args.base, read_jsonl(args.train_file), args.live_dir)
+    model, tokenizer, metrics = fine_tune(config, args.base, read_jsonl(args.train_file),
+                                          read_jsonl(args.validation_file), args.live_dir)
     with atomic_dir(args.adapter) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     write_json(args.metrics, metrics)
-    print(f"train: {metrics['steps']} steps, loss {metrics['loss_first_quarter']} -> {metrics['loss_last_quarter']}, "
-          f"{metrics['tokens_per_s']} tokens/s on {metrics['ran']['device']} -> {args.adapter}")
+    print(f"train: {metrics['steps']} steps ({metrics['stop_reason']}), loss {metrics['loss_first_quarter']} -> "
+          f"{metrics['loss_last_quarter']}, best validation loss {metrics['best_validation_loss']} at step "
+          f"{metrics['best_step']}, {metrics['tokens_per_s']} tokens/s on {metrics['ran']['device']} -> {args.adapter}")
 
 
 if __name__ == "__main__":

@@ -28,14 +28,15 @@ SHAREGPT = {
 
 
 def test_sharegpt_row_normalises_to_chat_messages_keeping_source_and_score():
-    row = normalize_row(SHAREGPT, 7)
+    row = normalize_row(SHAREGPT, 7, "sharegpt")
     assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant", "user", "assistant"]
     assert row["messages"][-1]["content"] == "6"
     assert (row["id"], row["source"], row["score"]) == ("7", "math", 4.5)
 
 
 def test_chat_messages_and_role_aliases_are_accepted():
-    row = normalize_row({"messages": [{"role": "prompter", "content": "hi"}, {"role": "model", "content": "yo"}]}, 0)
+    row = normalize_row({"messages": [{"role": "prompter", "content": "hi"}, {"role": "model", "content": "yo"}]},
+                        0, "messages")
     assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
     assert row["source"] == "unknown" and row["score"] is None
 
@@ -55,7 +56,7 @@ def test_chat_messages_and_role_aliases_are_accepted():
     ],
 )
 def test_each_kind_of_malformed_row_is_rejected_with_its_reason(row, reason):
-    conversations, dropped = normalize_rows([SHAREGPT, row], on_invalid="drop")
+    conversations, dropped = normalize_rows([SHAREGPT, row], on_invalid="drop", data_format="auto")
     assert len(conversations) == 1
     assert dropped == {reason: 1}
 
@@ -63,7 +64,7 @@ def test_each_kind_of_malformed_row_is_rejected_with_its_reason(row, reason):
 def test_invalid_rows_raise_one_error_that_counts_and_names_them():
     rows = [SHAREGPT, {"conversations": []}, SHAREGPT, {"conversations": [{"from": "x", "value": "y"}]}, {}]
     with pytest.raises(DataError) as error:
-        normalize_rows(rows, on_invalid="error")
+        normalize_rows(rows, on_invalid="error", data_format="auto")
     message = str(error.value)
     assert "3 invalid row(s)" in message
     assert "no_conversation: 2 row(s)" in message and "row 1" in message and "row 4" in message
@@ -100,7 +101,7 @@ def test_sample_is_seeded_and_keeps_order():
 
 
 def test_eval_example_is_history_plus_last_assistant_turn():
-    example = to_eval_example(normalize_row(SHAREGPT, 0))
+    example = to_eval_example(normalize_row(SHAREGPT, 0, "sharegpt"))
     assert [m["content"] for m in example["input"]] == ["Be brief.", "What is 2+2?", "4", "And 3+3?"]
     assert example["reference"] == "6"
 
@@ -117,17 +118,63 @@ def test_local_files_load_through_datasets(tmp_path, suffix):
         path.write_text(json.dumps([SHAREGPT, SHAREGPT]))
     else:
         frame.to_parquet(path)
-    rows = load_raw_rows(make_config({"data": {"source": str(path)}}).data)
-    assert [normalize_row(r, i)["messages"][-1]["content"] for i, r in enumerate(rows)] == ["6", "6"]
+    rows = load_raw_rows(make_config({"data": {"source": str(path)}}).data, 0)
+    assert [normalize_row(r, i, "sharegpt")["messages"][-1]["content"] for i, r in enumerate(rows)] == ["6", "6"]
 
 
 def test_missing_local_file_is_named(tmp_path):
     with pytest.raises(DataError, match="not found"):
-        load_raw_rows(make_config({"data": {"source": str(tmp_path / "missing.jsonl")}}).data)
+        load_raw_rows(make_config({"data": {"source": str(tmp_path / "missing.jsonl")}}).data, 0)
 
 
 def test_unreachable_hub_dataset_fails_with_one_clear_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(DataError, match="could not load Hub dataset 'no-such-org/no-such-dataset'"):
-        load_raw_rows(make_config({"data": {"source": "no-such-org/no-such-dataset"}}).data)
+        load_raw_rows(make_config({"data": {"source": "no-such-org/no-such-dataset"}}).data, 0)
+
+
+def test_builtin_domains_mix_in_as_their_own_sources_and_are_counted():
+    from lab.data import prepare
+
+    config = make_config({"data": {"builtin": {"packages": ["json", "statistics", "collections"],
+                                               "code_examples": 10, "math_examples": 40},
+                                   "eval_examples": 8, "validation_examples": 4, "max_train_examples": None}})
+    result = prepare(config)
+    everything = result["train"] + result["validation"] + result["test"]
+    sources = {row["source"] for row in everything}
+    assert {"math", "code", "json", "statistics"} <= sources
+    assert sum(row["source"] == "math" for row in everything) == 40
+    assert sum(row["source"] == "code" for row in everything) == 10
+    assert result["stats"]["train_sources"]["math"] == sum(row["source"] == "math" for row in result["train"])
+    # Validation, train and test never share a conversation.
+    ids = [[row["id"] for row in result[split]] for split in ("train", "validation", "test")]
+    assert len(set().union(*ids)) == sum(map(len, ids)) and len(ids[1]) == 4
+
+
+def test_prepare_drops_duplicates_and_training_rows_that_leak_into_the_test_split(tmp_path):
+    from lab.data import prepare
+
+    def row(i: int, answer: str) -> dict:
+        return {"conversations": [{"from": "human", "value": f"Tell me about topic {i}."},
+                                  {"from": "gpt", "value": answer}], "source": "s"}
+
+    words = [f"w{i}" for i in range(400)]
+    rows = [row(i, " ".join(words[i * 8:i * 8 + 40])) for i in range(40)]
+    rows += [row(0, " ".join(words[0:40])).copy() for _ in range(3)]  # exact copies of row 0
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    config = make_config({"data": {"source": str(path), "eval_examples": 2, "validation_examples": 2,
+                                   "test_size": 0.2, "max_train_examples": None,
+                                   "dedup": {"near": True, "leak_check": True}}})
+    result = prepare(config)
+    removed = result["stats"]["removed"]
+    assert removed["exact_duplicates"] == 3
+    # Neighbouring rows share 32 of 40 words (overlapping windows), far above the threshold: near
+    # duplicates chain, and every surviving training row is unlike every test row.
+    from lab.dedup import leaked
+
+    dedup = config.data.dedup
+    assert not leaked(result["train"], result["test"], dedup.threshold, dedup.num_perm, dedup.shingle_words, 0)
+    kept = len(result["train"]) + len(result["validation"]) + len(result["test"])
+    assert kept == 43 - removed["exact_duplicates"] - removed["near_duplicates"] - removed["leaked"]

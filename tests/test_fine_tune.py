@@ -4,7 +4,10 @@ writes and shows, and the one trl warning it silences."""
 import logging
 from types import SimpleNamespace
 
-from lab.backends import load_trainable_model
+import pytest
+
+from lab.backends import check_lora_targets, load_trainable_model
+from lab.errors import ConfigError
 from lab.masking import tokenize_conversation
 from lab.runtime import resolve_runtime
 from lab.training import (
@@ -57,7 +60,8 @@ def test_fine_tune_trains_logs_the_loss_curve_and_shows_one_progress_bar(
     terminal = terminal_stderr()
     conversations = [{"messages": CONVERSATION}, {"messages": SHORT}] * 2
     with caplog.at_level(logging.WARNING):
-        model, tokenizer, metrics = fine_tune(make_config(TINY), embedded_model_dir, conversations, tmp_path / "live")
+        model, tokenizer, metrics = fine_tune(make_config(TINY), embedded_model_dir, conversations, [],
+                                              tmp_path / "live")
     assert metrics["steps"] == 2 and metrics["data"]["examples"] == 4
     assert metrics["tokens_seen"] == metrics["data"]["tokens"] > metrics["data"]["loss_tokens"] > 0
     assert metrics["ran"]["backend"] == "hf" and metrics["ran"]["padding_free"] is True
@@ -70,3 +74,75 @@ def test_fine_tune_trains_logs_the_loss_curve_and_shows_one_progress_bar(
     assert "Loading weights" not in shown and "Building labels" not in shown
     assert "{'loss'" not in capsys.readouterr().out
     assert PADDING_FREE_WARNING not in caplog.text
+
+
+def test_validation_picks_the_best_step_and_early_stopping_stops(embedded_model_dir, tmp_path):
+    """Training on one repeated odd answer at a high rate first helps the validation conversations
+    (the chat format) and then pulls the model away from them: their loss falls, then rises, so
+    training stops `patience` validations after the best one, and the model returned holds the best
+    step's adapter (its validation loss is the best one recorded)."""
+    import torch
+
+    odd_answer = {"role": "assistant", "content": "zq " * 30}
+    train = [{"messages": [{"role": "user", "content": f"Question {i}?"}, odd_answer]} for i in range(24)]
+    validation = [{"messages": CONVERSATION}, {"messages": SHORT}]
+    config = make_config({**TINY, "lr": 2e-3, "data": {"validation_examples": 2},
+                          "train": {**TINY["train"], "eval_steps": 1, "early_stopping_patience": 2,
+                                    "warmup_steps": 0}})
+    model, tokenizer, metrics = fine_tune(config, embedded_model_dir, train, validation, tmp_path / "live")
+    losses = [v["loss"] for v in metrics["validation_losses"]]
+    best_step = metrics["validation_losses"][losses.index(min(losses))]["step"]
+    assert metrics["best_validation_loss"] == min(losses) and metrics["best_step"] == best_step
+    assert metrics["stop_reason"] == "early_stopping" and metrics["steps"] == best_step + 2 < 12
+    assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
+    # The returned model is the best step's: its validation loss is the recorded best.
+    rows = [tokenize_conversation(tokenizer, c["messages"]) for c in validation]
+    model.eval()
+    with torch.no_grad():
+        total, count = 0.0, 0
+        for row in rows:
+            ids = torch.tensor([row["input_ids"]])
+            labels = torch.where(torch.tensor([row["assistant_masks"]]) == 1, ids, -100)
+            logits = model(input_ids=ids).logits[:, :-1]
+            targets = labels[:, 1:]
+            total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                       ignore_index=-100, reduction="sum").item()
+            count += int((targets != -100).sum())
+    assert abs(total / count - metrics["best_validation_loss"]) < 2e-3
+
+
+def test_training_params_reach_the_trainer(tmp_path):
+    config = make_config({"train": {"lr_scheduler": "cosine_with_restarts", "scheduler_cycles": 3,
+                                    "warmup_steps": 0.1, "max_grad_norm": 0.5, "precision": "bf16",
+                                    "eval_steps": 4, "weight_decay": 0.05}, "lr": 1e-4})
+    runtime = resolve_runtime(config.train, cuda_available=False)
+    args = sft_config(config, runtime, tmp_path, validate=True)
+    assert (args.lr_scheduler_type.value, args.lr_scheduler_kwargs) == ("cosine_with_restarts", {"num_cycles": 3})
+    assert (args.warmup_steps, args.max_grad_norm, args.learning_rate, args.weight_decay) == (0.1, 0.5, 1e-4, 0.05)
+    assert args.bf16 and not args.fp16 and runtime.dtype == "bfloat16"
+    assert (args.eval_steps, args.save_steps, args.load_best_model_at_end) == (4, 4, True)
+    assert args.metric_for_best_model == "eval_loss" and args.greater_is_better is False
+    plain = sft_config(make_config(), resolve_runtime(make_config().train, cuda_available=False), tmp_path)
+    assert (plain.warmup_steps, plain.lr_scheduler_type.value, plain.max_grad_norm) == (5, "linear", 1.0)
+    assert not plain.bf16 and plain.eval_strategy.value == "no"
+
+
+def test_lora_presets_layers_and_rslora_reach_peft(embedded_model_dir):
+    config = make_config({"train": {"lora": {"target_modules": ["attention"], "layers_to_transform": [0, 29],
+                                             "use_rslora": True, "r": 8}}})
+    model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train, cuda_available=False))
+    peft_config = model.peft_config["default"]
+    assert set(peft_config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert (peft_config.layers_to_transform, peft_config.use_rslora, peft_config.r) == ([0, 29], True, 8)
+    adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_A" in name}
+    assert adapted == {"0", "29"}
+
+
+@pytest.mark.parametrize(("lora", "message"), [
+    ({"target_modules": ["attention", "w1"]}, "names ['w1'], which the base model does not have"),
+    ({"layers_to_transform": [3, 30]}, "includes [30]; the base model has layers 0..29"),
+])
+def test_lora_targets_the_model_lacks_fail_before_any_weights_load(embedded_model_dir, lora, message):
+    config = make_config({"train": {"lora": lora}})
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        check_lora_targets(embedded_model_dir, config.train.lora)

@@ -17,8 +17,8 @@ from .conftest import REPO
 
 TINY = {
     "data": {"builtin": {"packages": ["json", "collections", "statistics", "textwrap", "string"]}, "eval_examples": 4,
-             "max_train_examples": 16, "test_size": 0.2},
-    "train": {"max_seq_length": 256},
+             "max_train_examples": 16, "test_size": 0.2, "validation_examples": 4},
+    "train": {"max_seq_length": 256, "eval_steps": 1},
     "evaluate": {"max_new_tokens": 16, "batch_size": 4},
 }
 
@@ -79,6 +79,8 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
     assert base["examples"] == 4 and 0.0 <= base["rougeL"] <= 1.0
     assert train["ran"] == {**train["ran"], "backend": "hf", "device": "cpu", "quantization": "none"}
     assert train["steps"] == 2  # 16 examples / (batch 2 x grad-accum 4)
+    assert [v["step"] for v in train["validation_losses"]] == [1, 2] and train["best_step"] in (1, 2)
+    assert train["best_validation_loss"] == min(v["loss"] for v in train["validation_losses"])
     assert 0.0 <= base["semantic"] <= 1.0 and all("semantic" in row["scores"] for row in read_rows(metrics, "base"))
     comparison = json.loads((metrics / "compare.json").read_text())
     rouge_l = comparison["metrics"]["rougeL"]

@@ -1,0 +1,373 @@
+"""The leaderboard of DVC experiments: every run of a sweep beside the baseline commit, ranked honestly.
+
+Pure logic over `dvc exp show --json` and the runs' per-example predictions (tools/leaderboard.py does
+the reading and writing). What keeps it honest:
+
+- Runs are ranked by validation loss (metrics/train.json: best_validation_loss), never by the eval
+  sample's scores, so the eval sample stays a fair measure of the run that gets picked.
+- A run's gain over the baseline is a paired bootstrap of its per-example headline metric against
+  the baseline's on the same eval examples (a run whose eval sample differs is "not comparable"),
+  and all those p-values get a Holm-Bonferroni correction: among many runs, some win by luck.
+- Runs that differ from the baseline only in `seed` are its seed replicates: how far the headline
+  metric moves with nothing changed is the yardstick for any gain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lab.errors import LabError
+from lab.report_tables import confidence_percent, interval, p_value
+from lab.scoring import metric_label, metric_value
+from lab.stats import paired_bootstrap
+
+PARAMS_FILE = "params.yaml"
+COMPARE_FILE = "metrics/compare.json"
+TRAIN_FILE = "metrics/train.json"
+VALIDATION_LOSS = "best_validation_loss"
+SEED_PARAM = "seed"
+TABLE_METRICS = ("rouge1", "rouge2", "rougeL")
+MISSING = "–"
+
+
+@dataclass(frozen=True)
+class Run:
+    """The baseline commit or one of its experiments, as `dvc exp show --json` lists it."""
+
+    name: str
+    rev: str
+    params: dict[str, Any]  # flattened: {"train.lora.r": 16, ...}
+    compare: dict[str, Any] | None  # metrics/compare.json; None when the run has none
+    train: dict[str, Any] | None  # metrics/train.json
+    is_baseline: bool = False
+    problem: str | None = None  # why the run has no results: failed, queued, running, a missing file
+
+
+@dataclass
+class Entry:
+    """One row of the leaderboard: a run, how it differs from the baseline, and its gain over it."""
+
+    run: Run
+    changed: dict[str, Any]
+    validation_loss: float | None
+    seed_replicate: bool
+    gain: dict[str, Any] | None = None  # lab.stats.paired_bootstrap of this run minus the baseline
+    gain_note: str = ""  # why there is no gain: "baseline", "not comparable (...)", ...
+    holm_p: float | None = None
+
+
+@dataclass
+class Leaderboard:
+    """The rows in rank order, with the settings every number was computed under."""
+
+    entries: list[Entry]
+    metric: str
+    resamples: int
+    confidence: float
+    seed: int
+    spread: dict[str, Any] | None = None  # seed_spread of the entries
+
+    @property
+    def compared(self) -> list[Entry]:
+        return [e for e in self.entries if e.gain is not None]
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys: {"train": {"lora": {"r": 16}}} -> {"train.lora.r": 16}. Lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def param_diff(params: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened params of a run that differ from the baseline's, sorted by key (a key the run
+    lacks shows as None)."""
+    return {key: params.get(key) for key in sorted(set(params) | set(baseline))
+            if key not in params or key not in baseline or params[key] != baseline[key]}
+
+
+def format_params(changed: Mapping[str, Any]) -> str:
+    """`key=value` pairs as `dvc exp run -S` takes them; values in JSON (0.0001, true, null, [...])."""
+    return ", ".join(f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+                     for key, value in changed.items())
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order: the k-th smallest of m is multiplied by
+    m - k + 1, capped at 1, and made non-decreasing; a test is rejected at alpha when its adjusted p <= alpha."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def _file_data(data: Mapping[str, Any], path: str) -> tuple[dict[str, Any] | None, str]:
+    """One metrics file's content from an exp show entry, or None and why not."""
+    entry = (data.get("metrics") or {}).get(path) or {}
+    if "data" in entry:
+        return entry["data"], ""
+    error = entry.get("error") or {}
+    return None, f"{path}: {error.get('type') or 'error'}" if error else f"no {path}"
+
+
+def _run(entry: Mapping[str, Any], name: str | None, is_baseline: bool, state: str | None = None) -> Run:
+    data = entry.get("data") or {}
+    params: dict[str, Any] = {}
+    for path, content in (data.get("params") or {}).items():
+        # params.yaml keys are shown as `dvc exp run -S` takes them; other files' keys keep the file name.
+        params.update(flatten((content or {}).get("data") or {}, "" if path == PARAMS_FILE else f"{path}:"))
+    compare, compare_problem = _file_data(data, COMPARE_FILE)
+    train, _ = _file_data(data, TRAIN_FILE)
+    error = entry.get("error")
+    if error:
+        problem: str | None = f"failed: {error.get('msg') or error.get('type') or 'error'}"
+    elif state in ("queued", "running"):
+        problem = state
+    else:
+        problem = None if compare is not None else compare_problem
+    return Run(name=name or str(entry["rev"])[:7], rev=str(entry["rev"]), params=params,
+               compare=None if problem else compare, train=train, is_baseline=is_baseline, problem=problem)
+
+
+def parse_exp_show(payload: Sequence[Mapping[str, Any]]) -> list[Run]:
+    """The baseline commit and its experiments from `dvc exp show --json`, baseline first.
+
+    The workspace entry is skipped (its results are in no commit). The baseline is the first commit
+    listed (HEAD, unless dvc was asked for more), and only its experiments are kept: another
+    commit's experiments have another baseline.
+    """
+    commits = [entry for entry in payload if entry.get("rev") != "workspace"]
+    if not commits:
+        raise LabError("`dvc exp show` lists no commit: commit the pipeline and run experiments first")
+    head = commits[0]
+    runs = [_run(head, head.get("name"), is_baseline=True)]
+    for group in head.get("experiments") or []:
+        revs = group.get("revs") or []
+        if revs:
+            state = (group.get("executor") or {}).get("state")
+            runs.append(_run(revs[0], revs[0].get("name") or group.get("name"), False, state))
+    return runs
+
+
+def align(reference_ids: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]] | None:
+    """`rows` in the order of `reference_ids` (the baseline's eval examples), or None when the two
+    eval samples are not the same examples."""
+    by_id = {row.get("id"): row for row in rows}
+    if len(by_id) != len(rows) or len(set(reference_ids)) != len(reference_ids) or set(by_id) != set(reference_ids):
+        return None
+    return [by_id[i] for i in reference_ids]
+
+
+def headline(run: Run, metric: str) -> dict[str, Any] | None:
+    """compare.json's test of fine-tuned vs base on `metric` for this run, if it has one."""
+    return ((run.compare or {}).get("metrics") or {}).get(metric)
+
+
+def _gain(baseline_rows: Sequence[Mapping[str, Any]] | None, rows: Sequence[Mapping[str, Any]] | None,
+          metric: str, resamples: int, confidence: float, seed: int) -> tuple[dict[str, Any] | None, str]:
+    """The paired bootstrap of a run's per-example `metric` minus the baseline's, or None and why not."""
+    if not baseline_rows:
+        return None, "baseline has no predictions"
+    if not rows:
+        return None, "no predictions"
+    aligned = align([row.get("id") for row in baseline_rows], rows)
+    if aligned is None:
+        return None, "not comparable (different eval sample)"
+    try:
+        values = [[metric_value(row, metric) for row in side] for side in (baseline_rows, aligned)]
+    except KeyError:
+        return None, f"no per-example {metric}"
+    return paired_bootstrap(values[0], values[1], resamples, seed, confidence), ""
+
+
+def seed_spread(entries: Sequence[Entry], metric: str) -> dict[str, Any] | None:
+    """Min, max and sample SD of the baseline's and its seed replicates' fine-tuned `metric` and of its
+    difference from the base model; None with fewer than two such runs."""
+    members = [e for e in entries if (e.run.is_baseline or e.seed_replicate) and headline(e.run, metric)]
+    if len(members) < 2:
+        return None
+    spread: dict[str, Any] = {"runs": [(e.run.name, e.run.params.get(SEED_PARAM)) for e in members]}
+    for key in ("finetuned", "difference"):
+        values = np.array([headline(e.run, metric)[key] for e in members], dtype=np.float64)
+        spread[key] = {"min": float(values.min()), "max": float(values.max()), "sd": float(values.std(ddof=1))}
+    return spread
+
+
+def build(runs: Sequence[Run], predictions: Mapping[str, Sequence[Mapping[str, Any]] | None], metric: str,
+          resamples: int, confidence: float, seed: int) -> Leaderboard:
+    """Rank the runs (baseline first in `runs`) by validation loss and test each one's gain over the baseline.
+
+    `predictions` maps a run's rev to its fine-tuned per-example rows (metrics/predictions/finetuned.jsonl).
+    """
+    baseline = runs[0]
+    if not baseline.is_baseline:
+        raise ValueError("the first run must be the baseline")
+    entries = []
+    for run in runs:
+        changed = {} if run.is_baseline else param_diff(run.params, baseline.params)
+        loss = (run.train or {}).get(VALIDATION_LOSS) if run.problem is None else None
+        entry = Entry(run, changed, None if loss is None else float(loss), set(changed) == {SEED_PARAM})
+        if run.is_baseline:
+            entry.gain_note = "baseline"
+        elif run.problem is None:
+            entry.gain, entry.gain_note = _gain(predictions.get(baseline.rev), predictions.get(run.rev), metric,
+                                                resamples, confidence, seed)
+        entries.append(entry)
+    tested = [e for e in entries if e.gain is not None]
+    for entry, adjusted in zip(tested, holm([e.gain["p_value"] for e in tested]), strict=True):
+        entry.holm_p = adjusted
+    # Stable: runs without a validation loss keep dvc's order (baseline first), after the others.
+    entries.sort(key=lambda e: (e.validation_loss is None, e.validation_loss or 0.0))
+    board = Leaderboard(entries, metric, resamples, confidence, seed)
+    board.spread = seed_spread(entries, metric)
+    return board
+
+
+def survives(board: Leaderboard, entry: Entry) -> bool:
+    """Whether this run's difference from the baseline survives Holm's correction at 1 - confidence."""
+    return entry.holm_p is not None and entry.holm_p <= 1.0 - board.confidence
+
+
+def adjusted_p(entry: Entry) -> str:
+    """The Holm-adjusted p as printed: a p at the bootstrap's floor is an upper bound, and so is the
+    adjusted p built on it ("<0.002")."""
+    return f"{'<' if entry.gain and entry.gain['p_value_at_floor'] else ''}{entry.holm_p:.3f}"
+
+
+def _rouge_cell(run: Run, metric: str) -> str:
+    test = headline(run, metric)
+    if test is None:
+        return MISSING
+    return f"{test['finetuned']:.4f} ({test['difference']:+.3f} {interval(test['ci_low'], test['ci_high'], True)})"
+
+
+def _name_cell(entry: Entry) -> str:
+    run = entry.run
+    name = f"**{run.name}** (baseline)" if run.is_baseline else run.name
+    if entry.seed_replicate:
+        name += " (seed replicate)"
+    return f"{name}: {run.problem}" if run.problem else name
+
+
+def _gain_cells(board: Leaderboard, entry: Entry) -> list[str]:
+    """Gain over the baseline [CI], p, Holm-adjusted p, and whether the difference survives."""
+    if entry.gain is None:
+        return [entry.gain_note or MISSING, "", "", ""]
+    gain = entry.gain
+    verdict = "no"
+    if survives(board, entry):
+        verdict = "**yes**, a gain" if gain["difference"] > 0 else "yes, a loss"
+    return [f"{gain['difference']:+.3f} {interval(gain['ci_low'], gain['ci_high'], True)}", p_value(gain),
+            adjusted_p(entry), verdict]
+
+
+def table(board: Leaderboard) -> str:
+    """The leaderboard's main table, one row per run, in rank order."""
+    ci, label = confidence_percent(board.confidence), metric_label(board.metric)
+    alpha = f"{1 - board.confidence:.3g}"
+    header = (["Rank", "Experiment", "Params vs baseline", "Validation loss"]
+              + [f"{metric_label(m)} [{ci} CI vs base]" for m in TABLE_METRICS]
+              + ["Train time", f"{label} gain over baseline [{ci} CI]", "p", "Holm p", f"Survives Holm at {alpha}"])
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|" + "---:|" * (len(header) - 3)]
+    rank = 0
+    for entry in board.entries:
+        rank += entry.validation_loss is not None
+        runtime = (entry.run.train or {}).get("runtime_s") if entry.run.problem is None else None
+        cells = [str(rank) if entry.validation_loss is not None else MISSING, _name_cell(entry),
+                 format_params(entry.changed) or MISSING,
+                 MISSING if entry.validation_loss is None else f"{entry.validation_loss:.4f}",
+                 *[_rouge_cell(entry.run, m) for m in TABLE_METRICS],
+                 MISSING if runtime is None else f"{runtime:,.0f} s", *_gain_cells(board, entry)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seed_table(board: Leaderboard) -> str:
+    """The baseline's seed noise: spread of the headline metric over the baseline and its seed replicates."""
+    spread, label = board.spread, metric_label(board.metric)
+    if spread is None:
+        return ("No seed replicates of the baseline have results, so seed noise is unknown: "
+                "`dvc exp run --queue -S seed=1,2,3` and `dvc queue start` measure it.")
+    runs = ", ".join(f"{name} (seed {seed})" for name, seed in spread["runs"])
+    # In this lab the seed also draws the eval sample: say when the spread includes that noise too.
+    resampled = any(e.seed_replicate and e.gain_note.startswith("not comparable") for e in board.entries)
+    note = " Their eval samples differ, so the spread holds eval-sample noise as well as training noise." \
+        if resampled else ""
+    lines = [f"{len(spread['runs'])} runs: {runs}.{note}", "",
+             "| Over the seed replicates | Min | Max | Max − min | SD |", "|---|---:|---:|---:|---:|"]
+    for key, what in (("finetuned", f"{label}, fine-tuned"), ("difference", f"{label}, fine-tuned − base")):
+        s = spread[key]
+        lines.append(f"| {what} | {s['min']:.4f} | {s['max']:.4f} | {s['max'] - s['min']:.4f} | {s['sd']:.4f} |")
+    return "\n".join(lines)
+
+
+def _seed_clause(board: Leaderboard, value: float) -> str:
+    spread = board.spread
+    if spread is None:
+        return " Seed noise is unknown: no seed replicates of the baseline have results."
+    low, high = spread["finetuned"]["min"], spread["finetuned"]["max"]
+    where = "above" if value > high else "below" if value < low else "within"
+    return (f" Its fine-tuned {metric_label(board.metric)}, {value:.4f}, lies {where} the range of the baseline's "
+            f"{len(spread['runs'])} seed replicates [{low:.4f}, {high:.4f}] (SD {spread['finetuned']['sd']:.4f}).")
+
+
+def summary(board: Leaderboard) -> str:
+    """The sentence on which run is best (lowest validation loss) and whether its gain is real, from the table."""
+    label, ranked = metric_label(board.metric), [e for e in board.entries if e.validation_loss is not None]
+    if not ranked:
+        return (f"No run records a validation loss (`{VALIDATION_LOSS}` in {TRAIN_FILE}), so none is picked; "
+                "the eval sample's scores are not used to pick one.")
+    best = ranked[0]
+    if best.run.is_baseline:
+        return (f"The baseline `{best.run.name}` has the lowest validation loss ({best.validation_loss:.4f}): "
+                "no experiment improves on it by the selection criterion.")
+    baseline = next(e for e in board.entries if e.run.is_baseline)
+    base_loss = MISSING if baseline.validation_loss is None else f"{baseline.validation_loss:.4f}"
+    text = (f"`{best.run.name}` ({format_params(best.changed)}) has the lowest validation loss "
+            f"({best.validation_loss:.4f}; baseline {base_loss}).")
+    if best.seed_replicate:
+        text += " It differs from the baseline only in its seed: that is seed noise, not a better setting."
+    if best.gain is None:
+        text += f" Its {label} cannot be compared with the baseline's: {best.gain_note}."
+    else:
+        gain, alpha = best.gain, f"{1 - board.confidence:.3g}"
+        verdict = "survives" if survives(board, best) else "does not survive"
+        change = "gain over" if gain["difference"] >= 0 else "loss against"
+        text += (f" Its {label} {change} the baseline, {gain['difference']:+.3f} "
+                 f"{interval(gain['ci_low'], gain['ci_high'], True)}, {verdict} Holm's correction over "
+                 f"{len(board.compared)} compared experiment(s) at {alpha} (adjusted p {adjusted_p(best)}).")
+    test = headline(best.run, board.metric)
+    return text + (_seed_clause(board, test["finetuned"]) if test else "")
+
+
+def markdown(board: Leaderboard) -> str:
+    """metrics/leaderboard.md: the computed summary, the table, how to read it, and the seed noise."""
+    ci, label = confidence_percent(board.confidence), metric_label(board.metric)
+    baseline = next(e for e in board.entries if e.run.is_baseline).run
+    experiments = len(board.entries) - 1
+    return "\n".join([
+        "# Leaderboard of experiments", "",
+        f"Baseline: `{baseline.name}` (`{baseline.rev[:7]}`) and {experiments} experiment(s). Runs are ranked by "
+        "validation loss, lowest first (none recorded: last): model selection never looks at the eval sample, "
+        "whose scores are shown only to measure the run selected.", "",
+        summary(board), "", table(board), "",
+        f"ROUGE columns: the fine-tuned model's score on the eval sample, then its difference from the base model "
+        f"with the {ci} paired-bootstrap interval ({COMPARE_FILE}). Gain over baseline: paired bootstrap "
+        f"({board.resamples:,} resamples, seed {board.seed}) of each experiment's per-example {label} minus the "
+        f"baseline's on the same eval examples; {len(board.compared)} experiment(s) compared, their p-values "
+        "corrected together with Holm–Bonferroni. \"Not comparable\": the experiment's eval sample is not the "
+        "baseline's.", "",
+        "## Seed noise", "", seed_table(board), "",
+    ])
