@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from lab import leaderboard as lb
+from lab import leaderboard_report as report
 from lab.report_tables import interval
 from lab.stats import paired_bootstrap
 
@@ -170,7 +171,7 @@ def test_runs_rank_by_validation_loss_with_the_missing_last() -> None:
     result = board()
     assert [e.run.name for e in result.entries] == ["low-lr", "seed-2", "main", "seed-1", "broken"]
     assert [e.seed_replicate for e in result.entries] == [False, True, False, True, False]
-    table = lb.table(result).splitlines()
+    table = report.table(result).splitlines()
     assert table[2].startswith("| 1 | low-lr | lr=0.0001 | 1.1000 | 0.3400 (+0.080 [+0.060, +0.100])")
     assert "| 3 | **main** (baseline) | – | 1.3000 |" in table[4] and "| 269 s | baseline |" in table[4]
     assert "| 2 | seed-2 (seed replicate) | seed=2 | 1.2900 |" in table[3]
@@ -190,8 +191,8 @@ def test_gains_are_paired_on_the_baselines_examples_and_holm_corrected() -> None
     assert [e.run.name for e in result.compared] == ["low-lr", "seed-1"]
     raw = [by_name["low-lr"].gain["p_value"], by_name["seed-1"].gain["p_value"]]
     assert [by_name["low-lr"].holm_p, by_name["seed-1"].holm_p] == pytest.approx(lb.holm(raw))
-    assert lb.survives(result, by_name["low-lr"]) and not lb.survives(result, by_name["seed-1"])
-    cells = {line.split(" | ")[1]: line for line in lb.table(result).splitlines()[2:]}
+    assert report.survives(result, by_name["low-lr"]) and not report.survives(result, by_name["seed-1"])
+    cells = {line.split(" | ")[1]: line for line in report.table(result).splitlines()[2:]}
     assert by_name["low-lr"].gain["p_value_at_floor"]  # so its adjusted p is an upper bound
     assert cells["low-lr"].endswith(f"| <0.001 | <{by_name['low-lr'].holm_p:.3f} | **yes**, a gain |")
     assert cells["seed-1 (seed replicate)"].endswith("| no |")
@@ -206,25 +207,25 @@ def test_seed_noise_table_covers_the_baseline_and_its_replicates() -> None:
     assert spread["finetuned"]["min"] == 0.29 and spread["finetuned"]["max"] == 0.30
     assert spread["finetuned"]["sd"] == pytest.approx(statistics.stdev([0.296, 0.30, 0.29]))
     assert spread["difference"]["min"] == 0.035 and spread["difference"]["max"] == 0.05
-    text = lb.seed_table(result)
+    text = report.seed_table(result)
     assert "3 runs: seed-2 (seed 2), main (seed 3407), seed-1 (seed 1). Their eval samples differ" in text
     sd = statistics.stdev([0.296, 0.30, 0.29])
     assert f"| ROUGE-L, fine-tuned | 0.2900 | 0.3000 | 0.0100 | {sd:.4f} |" in text
     payload = exp_show_payload()
     del payload[1]["experiments"][1:3]
-    assert board(payload).spread is None and "seed noise is unknown" in lb.seed_table(board(payload))
+    assert board(payload).spread is None and "seed noise is unknown" in report.seed_table(board(payload))
 
 
 def test_the_summary_is_computed_from_the_table() -> None:
     result = board()
     best = result.entries[0]
-    text = lb.summary(result)
+    text = report.summary(result)
     assert text.startswith("`low-lr` (lr=0.0001) has the lowest validation loss (1.1000; baseline 1.3000).")
     gain = best.gain
     assert (f"gain over the baseline, {gain['difference']:+.3f} {interval(gain['ci_low'], gain['ci_high'], True)}, "
             f"survives Holm's correction over 2 compared experiment(s) at 0.05 (adjusted p <{best.holm_p:.3f})") in text
     assert "ROUGE-L, 0.3400, lies above the range of the baseline's 3 seed replicates [0.2900, 0.3000]" in text
-    markdown = lb.markdown(result)
+    markdown = report.markdown(result)
     assert text in markdown and "2 experiment(s) compared" in markdown and "4 experiment(s)" in markdown
     assert "model selection never looks at the eval sample" in markdown
 
@@ -239,14 +240,14 @@ def with_losses(losses: dict[str, float | None]) -> list[dict[str, Any]]:
 
 
 def test_the_summary_follows_the_numbers() -> None:
-    baseline_best = lb.summary(board(with_losses({"low-lr": 1.4, "seed-2": 1.5})))
+    baseline_best = report.summary(board(with_losses({"low-lr": 1.4, "seed-2": 1.5})))
     assert baseline_best == ("The baseline `main` has the lowest validation loss (1.3000): no experiment "
                              "improves on it by the selection criterion.")
-    replicate_best = lb.summary(board(with_losses({"low-lr": 1.4, "seed-2": 1.0})))
+    replicate_best = report.summary(board(with_losses({"low-lr": 1.4, "seed-2": 1.0})))
     assert "`seed-2` (seed=2) has the lowest" in replicate_best and "that is seed noise" in replicate_best
     assert "cannot be compared with the baseline's: not comparable (different eval sample)" in replicate_best
     assert "lies within the range" in replicate_best
-    nothing = lb.summary(board(with_losses(dict.fromkeys(["main", "low-lr", "seed-1", "seed-2"]))))
+    nothing = report.summary(board(with_losses(dict.fromkeys(["main", "low-lr", "seed-1", "seed-2"]))))
     assert nothing.startswith("No run records a validation loss")
 
 

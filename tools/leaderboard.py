@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from lab import leaderboard
+from lab import leaderboard, leaderboard_report
 from lab.cli import run_stage
 from lab.config import PARAMS_FILE, LabConfig, load_config
 from lab.errors import LabError
@@ -115,7 +115,7 @@ def main() -> None:
     compare = config.compare
     board = leaderboard.build(runs, predictions, compare.headline_metric, compare.bootstrap_resamples,
                               compare.confidence, config.seed)
-    write_text(args.markdown, leaderboard.markdown(board))
+    write_text(args.markdown, leaderboard_report.markdown(board))
     plot(board, args.plot)
     print(f"leaderboard: {len(runs) - 1} experiment(s) and the baseline -> {args.markdown}, {args.plot}")
 
