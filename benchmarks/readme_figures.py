@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pipeline import stage_metrics_path  # benchmarks/, beside this script
 
 from lab.io import read_json, write_text
 from lab.report_tables import length_table, main_table, precision_recall_table
@@ -191,13 +192,10 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
 
 
 def stage_metrics(repo_root: Path) -> dict[str, Any]:
-    """Each stage's metrics file (the paths dvc.yaml declares), read from the committed run."""
-    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
-    files = {}
-    for name, stage in stages.items():
-        for entry in stage.get("metrics", []):
-            files[name] = read_json(repo_root / (entry if isinstance(entry, str) else next(iter(entry))))
-    return files
+    """The metrics file of each stage the headline uses (the paths dvc.yaml declares), read from the
+    committed run."""
+    stages = ("prepare", "train", "evaluate_base", "evaluate_finetuned", "compare")
+    return {stage: read_json(repo_root / stage_metrics_path(stage, repo_root / "dvc.yaml")) for stage in stages}
 
 
 def render_committed_run(repo_root: Path) -> str:

@@ -213,12 +213,15 @@ def drop_leaks(train: list[dict[str, Any]], held_out: list[dict[str, Any]], dedu
 
 
 def dataset_stats(
-    raw_count: int, dropped: Counter[str], train: list[dict], test: list[dict], eval_examples: list[dict]
+    raw_count: int, valid_count: int, dropped: Counter[str], train: list[dict], test: list[dict],
+    eval_examples: list[dict]
 ) -> dict[str, Any]:
-    """Row counts, drops by reason and word lengths, for metrics/data.json."""
+    """Row counts, drops by reason and word lengths, for metrics/data.json. `valid_count` is the
+    conversations the rows made: a format may group rows (OpenAssistant: a message a row, a
+    conversation a tree), so it is not always raw_count less the dropped rows."""
     answers = [word_count(m["content"]) for c in train for m in c["messages"] if m["role"] == "assistant"]
     return {
-        "rows": {"raw": raw_count, "valid": raw_count - sum(dropped.values()),
+        "rows": {"raw": raw_count, "valid": valid_count,
                  "train": len(train), "test": len(test), "eval": len(eval_examples)},
         "dropped": dict(sorted(dropped.items())),
         "turns_per_conversation": length_stats([len(c["messages"]) for c in train]),
@@ -256,9 +259,7 @@ def prepare(config: LabConfig) -> dict[str, Any]:
     train_pool = [row for i, row in enumerate(train_all) if i not in chosen]
     train = sample(train_pool, data.max_train_examples, config.seed)
     eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]
-    stats = dataset_stats(len(raw_rows), dropped, train, test, eval_examples)
-    # A format may group rows (OpenAssistant: one message a row, one conversation a tree).
-    stats["rows"]["valid"] = valid_count
+    stats = dataset_stats(len(raw_rows), valid_count, dropped, train, test, eval_examples)
     stats["removed"] = removed
     stats["rows"]["train_available"] = len(train_pool)
     stats["rows"]["validation"] = len(validation)
