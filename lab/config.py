@@ -35,6 +35,8 @@ DataFormat = Literal["auto", "sharegpt", "messages", "alpaca", "question_answer"
                      "oasst"]
 LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+DataOrder = Literal["shuffle", "curriculum"]
+CurriculumKey = Literal["length", "score", "domain"]
 # LoRA target presets, usable in train.lora.target_modules beside module names (Llama-style names,
 # which Llama, Qwen, Mistral and SmolLM share).
 LORA_PRESETS: dict[str, tuple[str, ...]] = {
@@ -84,17 +86,48 @@ class DedupConfig:
 
 
 @dataclass(frozen=True)
+class FiltersConfig:
+    min_answer_words: int | None
+    max_answer_words: int | None
+    min_score: float | None
+    max_symbol_share: float | None
+    languages: list[str] | None
+
+
+@dataclass(frozen=True)
+class ExtraSource:
+    source: str
+    format: DataFormat
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    extra_sources: list[ExtraSource]
+    # int values: fixed counts; float values: relative shares (see lab.mixing).
+    proportions: dict[str, int | float] | None
+
+    def counts(self) -> bool:
+        """True when the proportions are fixed counts (ints), False for shares (floats)."""
+        return self.proportions is not None and all(isinstance(v, int) for v in self.proportions.values())
+
+
+@dataclass(frozen=True)
 class DataConfig:
     source: str
     format: DataFormat
     hub_split: str
     builtin: BuiltinConfig
+    mix: MixConfig
+    filters: FiltersConfig
     dedup: DedupConfig
     on_invalid: OnInvalid
     test_size: float
     eval_examples: int
     validation_examples: int
     max_train_examples: int | None
+    order: DataOrder
+    curriculum_key: CurriculumKey
+    curriculum_domains: list[str]
 
 
 @dataclass(frozen=True)
@@ -198,6 +231,15 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         hint = next(a for a in args if a is not type(None))
     if value is None:
         raise ConfigError(f"{key}: must not be null")
+    if dataclasses.is_dataclass(hint):  # a list of mappings (data.mix.extra_sources)
+        return _build(hint, value, key)
+    if get_origin(hint) is dict:
+        if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
+            raise ConfigError(f"{key}: expected a mapping of names to values, got {value!r}")
+        return {name: _coerce(item, get_args(hint)[1], f"{key}.{name}") for name, item in value.items()}
+    if set(args) == {int, float}:
+        # int | float keeps what was written: 3 (a count) stays an int, 0.5 or 1.0 (a share) a float.
+        return _coerce(value, int if isinstance(value, int) else float, key)
     if get_origin(hint) is Literal:
         if value not in get_args(hint):
             raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {'|'.join(get_args(hint))}")
@@ -244,6 +286,8 @@ def validate(config: LabConfig) -> LabConfig:
            ">= 0 (0: no validation split)")
     _check(data.max_train_examples is None or data.max_train_examples > 0, "data.max_train_examples",
            data.max_train_examples, "positive or null (all)")
+    _validate_filters(data.filters)
+    _validate_mix(data)
     _positive(builtin, "data.builtin", "max_input_words", "min_words")
     for name in ("code_examples", "math_examples"):
         _check(getattr(builtin, name) >= 0, f"data.builtin.{name}", getattr(builtin, name), ">= 0 (0: none)")
@@ -260,6 +304,42 @@ def validate(config: LabConfig) -> LabConfig:
     return config
 
 
+def _validate_filters(filters: FiltersConfig) -> None:
+    for name in ("min_answer_words", "max_answer_words"):
+        value = getattr(filters, name)
+        _check(value is None or value > 0, f"data.filters.{name}", value, "positive, or null (off)")
+    low, high = filters.min_answer_words, filters.max_answer_words
+    _check(low is None or high is None or low <= high, "data.filters.max_answer_words", high,
+           f">= data.filters.min_answer_words ({low}), or null (off)")
+    _check(filters.min_score is None or math.isfinite(filters.min_score), "data.filters.min_score",
+           filters.min_score, "a finite number, or null (off)")
+    share = filters.max_symbol_share
+    _check(share is None or 0.0 <= share < 1.0, "data.filters.max_symbol_share", share, "in [0, 1), or null (off)")
+    languages = filters.languages
+    _check(languages is None or (bool(languages) and len(set(languages)) == len(languages)),
+           "data.filters.languages", languages, "null (off) or distinct ISO 639 codes (e.g. [en])")
+
+
+def _validate_mix(data: DataConfig) -> None:
+    names = [data.source] + [extra.source for extra in data.mix.extra_sources]
+    _check(len(set(names)) == len(names), "data.mix.extra_sources", names,
+           "distinct sources, none of them data.source")
+    proportions = data.mix.proportions
+    if proportions is not None:
+        values = list(proportions.values())
+        _check(bool(values) and all(v >= 0 for v in values) and sum(values) > 0, "data.mix.proportions",
+               proportions, "null (natural mix) or a non-empty mapping of sources to values >= 0 with a positive sum")
+        kinds = {type(v) for v in values}
+        _check(len(kinds) == 1, "data.mix.proportions", proportions,
+               "all counts (ints, e.g. 100) or all shares (floats, e.g. 0.5 or 1.0), not both")
+        cap = data.max_train_examples
+        _check(not data.mix.counts() or cap is None or sum(values) <= cap, "data.mix.proportions", proportions,
+               f"counts summing to at most data.max_train_examples ({cap}), or set that to null")
+    domains = data.curriculum_domains
+    _check(bool(domains) and len(set(domains)) == len(domains), "data.curriculum_domains", domains,
+           "a non-empty list of distinct sources")
+
+
 def _validate_train(config: LabConfig) -> None:
     train, lora = config.train, config.train.lora
     _check(train.warmup_steps >= 0 and (train.warmup_steps < 1 or float(train.warmup_steps).is_integer()),
@@ -270,6 +350,8 @@ def _validate_train(config: LabConfig) -> None:
     _positive(train, "train", "scheduler_cycles", "eval_steps")
     _check(train.scheduler_cycles == 1 or train.lr_scheduler == "cosine_with_restarts", "train.scheduler_cycles",
            train.scheduler_cycles, "1 unless train.lr_scheduler is cosine_with_restarts")
+    _check(not (train.group_by_length and config.data.order == "curriculum"), "train.group_by_length",
+           train.group_by_length, "false when data.order is curriculum (it would reorder the curriculum)")
     _check(train.early_stopping_patience is None or train.early_stopping_patience > 0,
            "train.early_stopping_patience", train.early_stopping_patience, "positive, or null (off)")
     _check(train.early_stopping_patience is None or config.data.validation_examples > 0,

@@ -12,15 +12,17 @@ from __future__ import annotations
 import platform
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
+from lab.data_stats import SourceLedger, dataset_stats
 from lab.errors import DataError
+from lab.filters import apply_filters
 from lab.formats import FORMATS, conversation_units, resolve_format
+from lab.mixing import not_sampled, sample, training_rows
 from lab.provenance import package_versions
-from lab.scoring import length_stats, word_count
 
 # ShareGPT speakers and chat roles seen in the wild, mapped to the chat schema.
 ROLE_ALIASES = {
@@ -106,24 +108,49 @@ def normalize_rows(
 
 
 def load_raw_rows(config: DataConfig, seed: int) -> list[Any]:
-    """Rows of the configured source: the builtin dataset, a local file, or a Hub dataset id."""
-    source = config.source
+    """Rows of the configured source (data.source)."""
+    return load_source_rows(config.source, config, seed, "data.source")
+
+
+def load_source_rows(source: str, config: DataConfig, seed: int, key: str) -> list[Any]:
+    """Rows of one source, the param `key` names: the builtin dataset, a local file, or a Hub dataset id."""
     if source == BUILTIN_DATASET:
         return builtin_rows(config, seed)
     path = Path(source)
     if path.suffix.lower() in FILE_LOADERS or path.exists():
         if not path.is_file():
-            raise DataError(f"data.source: file {path} not found")
+            raise DataError(f"{key}: file {path} not found")
         loader = FILE_LOADERS.get(path.suffix.lower())
         if loader is None:
-            raise DataError(f"data.source: {path} is not .json, .jsonl or .parquet")
+            raise DataError(f"{key}: {path} is not .json, .jsonl or .parquet")
         return _load_with_datasets(loader, data_files=str(path), split="train", what=str(path))
     return _load_with_datasets(source, split=config.hub_split, what=f"Hub dataset {source!r}")
 
 
+def load_conversations(config: DataConfig, seed: int) -> tuple[list[dict[str, Any]], int, Counter[str]]:
+    """The conversations of data.source and then of each data.mix.extra_sources entry (each read in its
+    own format), the raw rows read, and the invalid rows dropped by reason. A row without a `source`
+    column gets "unknown" from data.source, and its entry's source string from an extra source."""
+    entries = [("data.source", config.source, config.format, "unknown")] + [
+        (f"data.mix.extra_sources[{i}]", extra.source, extra.format, extra.source)
+        for i, extra in enumerate(config.mix.extra_sources)]
+    conversations: list[dict[str, Any]] = []
+    raw_count, dropped = 0, Counter[str]()
+    for key, source, data_format, default_source in entries:
+        rows = load_source_rows(source, config, seed, key)
+        try:
+            found, bad = normalize_rows(rows, config.on_invalid, data_format, default_source)
+        except DataError as error:
+            raise DataError(f"{key} ({source}): {error}" if key != "data.source" else str(error)) from None
+        conversations += found
+        raw_count += len(rows)
+        dropped.update(bad)
+    return conversations, raw_count, dropped
+
+
 def builtin_rows(config: DataConfig, seed: int) -> list[dict[str, Any]]:
     """The builtin dataset: the docs domain, plus the code and math domains where their counts are
-    above 0 (each row's `source` names its package, or its domain)."""
+    above 0 (each row's `source` names its domain: docs, code or math; its id names the object)."""
     from lab.docstrings import build_docstring_conversations
 
     builtin = config.builtin
@@ -162,14 +189,6 @@ def split_conversations(
     return train, test
 
 
-def sample(rows: Sequence[dict[str, Any]], count: int | None, seed: int) -> list[dict[str, Any]]:
-    """A seeded subset of `count` rows in their original order (all rows when count is None)."""
-    if count is None or count >= len(rows):
-        return list(rows)
-    chosen = sorted(random.Random(seed).sample(range(len(rows)), count))
-    return [rows[i] for i in chosen]
-
-
 def to_eval_example(conversation: dict[str, Any]) -> dict[str, Any]:
     """History before the last assistant turn as input, that turn as the reference."""
     messages = conversation["messages"]
@@ -182,20 +201,22 @@ def to_eval_example(conversation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def deduplicate(conversations: list[dict[str, Any]], dedup: DedupConfig,
-                seed: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def deduplicate(conversations: list[dict[str, Any]], dedup: DedupConfig, seed: int,
+                on_removed: Callable[[str, list[dict[str, Any]]], None] | None = None,
+                ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Conversations without their exact and (data.dedup.near) near duplicates, first kept; and how
-    many each check removed."""
+    many each check removed. `on_removed(check, rows)` gets each check's removed rows."""
     from lab import dedup as checks
 
     removed = {"exact_duplicates": 0, "near_duplicates": 0}
-    if dedup.exact:
-        drop = set(checks.exact_duplicates(conversations))
-        removed["exact_duplicates"] = len(drop)
-        conversations = [row for i, row in enumerate(conversations) if i not in drop]
-    if dedup.near:
-        drop = set(checks.near_duplicates(conversations, dedup.threshold, dedup.num_perm, dedup.shingle_words, seed))
-        removed["near_duplicates"] = len(drop)
+    for check, on in (("exact_duplicates", dedup.exact), ("near_duplicates", dedup.near)):
+        if not on:
+            continue
+        drop = set(checks.exact_duplicates(conversations) if check == "exact_duplicates" else
+                   checks.near_duplicates(conversations, dedup.threshold, dedup.num_perm, dedup.shingle_words, seed))
+        removed[check] = len(drop)
+        if on_removed is not None:
+            on_removed(check, [row for i, row in enumerate(conversations) if i in drop])
         conversations = [row for i, row in enumerate(conversations) if i not in drop]
     return conversations, removed
 
@@ -212,59 +233,55 @@ def drop_leaks(train: list[dict[str, Any]], held_out: list[dict[str, Any]], dedu
     return [row for i, row in enumerate(train) if i not in drop], len(drop)
 
 
-def dataset_stats(
-    raw_count: int, valid_count: int, dropped: Counter[str], train: list[dict], test: list[dict],
-    eval_examples: list[dict]
-) -> dict[str, Any]:
-    """Row counts, drops by reason and word lengths, for metrics/data.json. `valid_count` is the
-    conversations the rows made: a format may group rows (OpenAssistant: a message a row, a
-    conversation a tree), so it is not always raw_count less the dropped rows."""
-    answers = [word_count(m["content"]) for c in train for m in c["messages"] if m["role"] == "assistant"]
-    return {
-        "rows": {"raw": raw_count, "valid": valid_count,
-                 "train": len(train), "test": len(test), "eval": len(eval_examples)},
-        "dropped": dict(sorted(dropped.items())),
-        "turns_per_conversation": length_stats([len(c["messages"]) for c in train]),
-        "train_answer_words": length_stats(answers),
-        "eval_reference_words": length_stats([word_count(e["reference"]) for e in eval_examples]),
-        "eval_sources": dict(sorted(Counter(e["source"] for e in eval_examples).items())),
-        "train_sources": dict(sorted(Counter(c["source"] for c in train).items())),
-    }
-
-
 def prepare(config: LabConfig) -> dict[str, Any]:
-    """The train, validation, test and eval rows and their stats, all from the configured source.
+    """The train, validation, test and eval rows and their stats, from the configured sources.
 
-    Rows are validated (data.on_invalid) and split with a seeded shuffle (data.test_size); the
-    validation rows (data.validation_examples) are drawn from the training split before the
-    training rows are capped (data.max_train_examples), so the three never overlap; the eval sample
-    comes from the test split (data.eval_examples), each as history-as-input and
-    last-assistant-turn-as-reference.
+    Rows are validated (data.on_invalid), filtered (data.filters) and deduplicated over all sources,
+    then split with a seeded shuffle (data.test_size); training rows that leak into the test split
+    are dropped; the validation rows (data.validation_examples) are drawn from the training split
+    before the training rows are chosen (data.max_train_examples, data.mix.proportions: see
+    `training_rows`), so the three never overlap; the eval sample comes from the test split
+    (data.eval_examples), each as history-as-input and last-assistant-turn-as-reference.
     """
     data = config.data
-    raw_rows = load_raw_rows(data, config.seed)
-    conversations, dropped = normalize_rows(raw_rows, data.on_invalid, data.format)
+    conversations, raw_count, dropped = load_conversations(data, config.seed)
+    ledger = SourceLedger(conversations)
     valid_count = len(conversations)
-    conversations, removed = deduplicate(conversations, data.dedup, config.seed)
+    conversations = apply_filters(conversations, data.filters, ledger.remove)
+    filtered = {step: sum(counts.values()) for step, counts in ledger.removed.items()}
+    conversations, removed = deduplicate(conversations, data.dedup, config.seed, ledger.remove)
     train_all, test = split_conversations(conversations, data.test_size, config.seed)
-    train_all, removed["leaked"] = drop_leaks(train_all, test, data.dedup, config.seed)
-    if data.eval_examples > len(test):
-        raise DataError(f"data.eval_examples={data.eval_examples} but the test split has only {len(test)} rows")
+    kept, removed["leaked"] = drop_leaks(train_all, test, data.dedup, config.seed)
+    ledger.remove_difference("leaked", train_all, kept)
+    validation, train_pool = _hold_out_validation(kept, len(test), data, config.seed)
+    train, repeats = training_rows(train_pool, data, config.seed)
+    eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]
+    for place, rows in (("test", test), ("validation", validation)):
+        ledger.place(place, rows)
+    ledger.place("not_sampled", not_sampled(train_pool, train))
+    ledger.train(train, repeats)
+    stats = dataset_stats(raw_count, valid_count, dropped, train, test, eval_examples)
+    stats.update(removed=removed, filtered=filtered, per_source=ledger.to_dict(), source=data.source,
+                 extra_sources=[extra.source for extra in data.mix.extra_sources],
+                 mix={"proportions": data.mix.proportions, "repeats": sum(repeats.values())},
+                 order={"order": data.order, "curriculum_key": data.curriculum_key if data.order == "curriculum"
+                        else None})
+    stats["rows"].update(train_available=len(train_pool), validation=len(validation))
+    if BUILTIN_DATASET in [data.source, *stats["extra_sources"]]:
+        # The builtin rows depend on the docstrings, i.e. on these versions.
+        stats["builtin_versions"] = {"python": platform.python_version(), **package_versions(data.builtin.packages)}
+    return {"train": train, "validation": validation, "test": test, "eval": eval_examples, "stats": stats}
+
+
+def _hold_out_validation(train_all: list[dict[str, Any]], test_count: int, data: DataConfig,
+                         seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The validation rows (a seeded sample of the training split) and the training pool left."""
+    if data.eval_examples > test_count:
+        raise DataError(f"data.eval_examples={data.eval_examples} but the test split has only {test_count} rows")
     if data.validation_examples >= len(train_all):
         raise DataError(f"data.validation_examples={data.validation_examples} but the training split has only "
                         f"{len(train_all)} rows")
     # By position, not id: a user's dataset may repeat ids.
-    chosen = set(random.Random(config.seed).sample(range(len(train_all)), data.validation_examples))
-    validation = [row for i, row in enumerate(train_all) if i in chosen]
-    train_pool = [row for i, row in enumerate(train_all) if i not in chosen]
-    train = sample(train_pool, data.max_train_examples, config.seed)
-    eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]
-    stats = dataset_stats(len(raw_rows), valid_count, dropped, train, test, eval_examples)
-    stats["removed"] = removed
-    stats["rows"]["train_available"] = len(train_pool)
-    stats["rows"]["validation"] = len(validation)
-    stats["source"] = data.source
-    if data.source == BUILTIN_DATASET:
-        # The builtin rows depend on the docstrings, i.e. on these versions.
-        stats["builtin_versions"] = {"python": platform.python_version(), **package_versions(data.builtin.packages)}
-    return {"train": train, "validation": validation, "test": test, "eval": eval_examples, "stats": stats}
+    chosen = set(random.Random(seed).sample(range(len(train_all)), data.validation_examples))
+    return ([row for i, row in enumerate(train_all) if i in chosen],
+            [row for i, row in enumerate(train_all) if i not in chosen])

@@ -25,6 +25,10 @@ SUBMODULES: dict[str, tuple[str, ...]] = {
     "numpy": ("char", "emath", "fft", "lib.stride_tricks", "linalg", "ma", "polynomial", "random", "rec", "strings"),
     "pandas": ("api.extensions", "api.types", "errors", "plotting"),
 }
+# The builtin dataset's documentation domain, beside lab.builtin_code's "code" and lab.builtin_math's
+# "math": one source per domain, so proportions and per-source scores are by domain (the package is
+# the first part of each row's id).
+SOURCE = "docs"
 SKIP_MODULES = (".tests", "._", "conftest", "testing", "__main__")
 MAX_PARAMS = 6  # parameters quoted or listed per object: longer lists are truncated, not dropped
 
@@ -81,7 +85,7 @@ def _pick_task(qualname: str, doc: ParsedDoc, closed_share: float, task_weights:
     return open_tasks[-1]
 
 
-def make_conversation(qualname: str, source: str, doc: ParsedDoc, max_input_words: int, task: str) -> dict:
+def make_conversation(qualname: str, doc: ParsedDoc, max_input_words: int, task: str) -> dict:
     """One conversation about one object, for `task` (closed, summary, params or examples)."""
     short, name = qualname.rsplit(".", 1)[-1], f"`{qualname}`"
     if task == "closed":
@@ -108,7 +112,7 @@ def make_conversation(qualname: str, source: str, doc: ParsedDoc, max_input_word
                  f"Explain what these examples show about {name}.",
                  f"They show how to use `{short}`. {_short_answer(doc)}"]
     messages = [{"role": ("user", "assistant")[i % 2], "content": turn.strip()} for i, turn in enumerate(turns)]
-    return {"id": qualname, "source": source, "messages": messages}
+    return {"id": qualname, "source": SOURCE, "messages": messages}
 
 
 def _quietly(call: Callable[..., object], *args: object) -> object:
@@ -189,7 +193,7 @@ def _normalise(text: str, qualname: str) -> str:
 def build_docstring_conversations(builtin: BuiltinConfig) -> list[dict]:
     """One conversation per well-documented public object of `builtin.packages`, sorted by id.
 
-    Rows are {"id": qualified name, "source": top-level package, "messages": [user/assistant turns]}. An object
+    Rows are {"id": qualified name, "source": "docs", "messages": [user/assistant turns]}. An object
     is kept when its cleaned docstring has at least `builtin.min_words` words and neither its normalised summary
     nor its normalised text was seen before, visiting shallow names first (numpy.ediff1d before
     numpy.ma.ediff1d), then in name order. Open-book prompts quote at most `builtin.max_input_words` words of
@@ -197,15 +201,15 @@ def build_docstring_conversations(builtin: BuiltinConfig) -> list[dict]:
     Python and package versions.
     """
     min_words = builtin.min_words
-    candidates: dict[str, tuple[str, object]] = {}
+    candidates: dict[str, object] = {}
     for package in builtin.packages:
         for qualname, obj in _collect(package).items():
-            candidates.setdefault(qualname, (package, obj))
+            candidates.setdefault(qualname, obj)
     seen_objects: set[int] = set()  # every object stays referenced by `candidates`, so ids stay unique
     seen_keys: set[str] = set()
     rows = []
     for qualname in sorted(candidates, key=lambda q: (q.count("."), q)):
-        package, obj = candidates[qualname]
+        obj = candidates[qualname]
         doc = getattr(obj, "__doc__", None)
         if id(obj) in seen_objects or not isinstance(doc, str) or len(doc.split()) < min_words:
             continue
@@ -220,5 +224,5 @@ def build_docstring_conversations(builtin: BuiltinConfig) -> list[dict]:
             continue
         seen_keys |= keys - {"s:", "t:"}
         task = _pick_task(qualname, parsed, builtin.closed_share, builtin.task_weights)
-        rows.append(make_conversation(qualname, package, parsed, builtin.max_input_words, task))
+        rows.append(make_conversation(qualname, parsed, builtin.max_input_words, task))
     return sorted(rows, key=lambda row: row["id"])

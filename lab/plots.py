@@ -1,10 +1,12 @@
-"""The plots the report embeds: ROUGE bars, response-length distributions, the training loss."""
+"""The plots the report embeds: ROUGE bars, response-length distributions, the training loss, and
+where each data source's conversations went."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from lab.report_data import data_flow_segments
 from lab.report_tables import confidence_percent
 from lab.scoring import metric_label
 
@@ -54,6 +56,28 @@ def plot_loss(steps: list[float], losses: list[float], path: Path) -> None:
     ax.plot(steps, losses, marker=".")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (assistant tokens)")
+    _save(fig, path)
+
+
+def plot_data_flow(per_source: dict[str, Any], path: Path) -> None:
+    """Stacked horizontal bars, one per source: the shares of its conversations removed by each step,
+    held out, not sampled and trained on, from metrics/data.json's per_source. Shares, not counts, so
+    that a small domain is as readable as a large one; up-sampling repeats reach past 100%."""
+    import matplotlib.pyplot as plt
+
+    names = list(per_source)
+    totals = [max(1, per_source[name]["in"]) for name in names]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(names)))
+    left = [0.0] * len(names)
+    for label, counts in data_flow_segments(per_source).items():
+        if any(counts):
+            shares = [100 * count / total for count, total in zip(counts, totals, strict=True)]
+            ax.barh(names, shares, left=left, label=label)
+            left = [a + b for a, b in zip(left, shares, strict=True)]
+    ax.axvline(100, color="black", linewidth=0.8, linestyle="--")
+    ax.invert_yaxis()  # sources top to bottom in the table's order
+    ax.set_xlabel("% of the source's conversations (repeats past 100%)")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     _save(fig, path)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.io import read_json, read_jsonl
-from lab.plots import plot_lengths, plot_loss, plot_scores
+from lab.plots import plot_data_flow, plot_lengths, plot_loss, plot_scores
+from lab.report_data import data_section
 from lab.report_tables import (
     confidence_percent,
     gallery_section,
@@ -50,6 +51,7 @@ def build_report(metrics_dir: Path, loss_curve: Path) -> str:
                  [word_count(r["prediction"]) for r in finetuned_rows],
                  [word_count(r["reference"]) for r in base_rows], plots / "lengths.png")
     plot_loss(*read_loss_curve(loss_curve), plots / "loss.png")
+    plot_data_flow(files["data"]["per_source"], plots / "data.png")
     return render(files["eval_base"], files["eval_finetuned"], comparison, files["gallery"], files["train"],
                   files["data"])
 
@@ -91,6 +93,10 @@ Means per data source (base → fine-tuned, difference). Small groups are noisy:
 {per_source_table(comparison['per_source'])}
 
 {length_and_examples(base, finetuned, comparison, gallery)}
+
+## Data
+
+{data_section(data)}
 
 ## Training
 

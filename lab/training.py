@@ -75,8 +75,17 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
         dataloader_num_workers=0,
         # The lab draws its own bar (progress_callback); run_training drops the per-step printer.
         disable_tqdm=True,
-        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        train_sampling_strategy=_sampling_strategy(config),
     )
+
+
+def _sampling_strategy(config: LabConfig) -> str:
+    """transformers' train sampler: a curriculum (data.order) is read in file order (SequentialSampler,
+    every epoch the same order), else the rows are drawn in a seeded random order (RandomSampler), or
+    by similar lengths (train.group_by_length; lab.config refuses it with a curriculum)."""
+    if config.data.order == "curriculum":
+        return "sequential"
+    return "group_by_length" if config.train.group_by_length else "random"
 
 
 def progress_callback() -> Any:

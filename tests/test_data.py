@@ -143,7 +143,9 @@ def test_builtin_domains_mix_in_as_their_own_sources_and_are_counted():
     result = prepare(config)
     everything = result["train"] + result["validation"] + result["test"]
     sources = {row["source"] for row in everything}
-    assert {"math", "code", "json", "statistics"} <= sources
+    assert sources == {"math", "code", "docs"}
+    assert {row["id"].split(".")[0] for row in everything if row["source"] == "docs"} == {"json", "statistics",
+                                                                                           "collections"}
     assert sum(row["source"] == "math" for row in everything) == 40
     assert sum(row["source"] == "code" for row in everything) == 10
     assert result["stats"]["train_sources"]["math"] == sum(row["source"] == "math" for row in result["train"])

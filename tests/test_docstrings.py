@@ -63,7 +63,8 @@ def test_every_row_follows_the_schema(rows: list[dict]) -> None:
     assert len(rows) > 1000
     for row in rows:
         assert set(row) == {"id", "source", "messages"}
-        assert row["source"] == row["id"].split(".")[0] and row["source"] in PACKAGES
+        # The domain is the source; the package is the first part of the id (the qualified name).
+        assert row["source"] == "docs" and row["id"].split(".")[0] in PACKAGES
         roles = [m["role"] for m in row["messages"]]
         assert roles == ["user", "assistant"] * (len(roles) // 2) and len(roles) in (2, 4), row["id"]
         for message in row["messages"]:
@@ -86,7 +87,7 @@ def test_build_is_deterministic_within_and_across_processes(rows: list[dict]) ->
     root = Path(__file__).resolve().parents[1]
     other = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout
-    assert json.loads(other) == [row for row in rows if row["source"] in ("numpy", "json", "collections")]
+    assert json.loads(other) == [row for row in rows if row["id"].split(".")[0] in ("numpy", "json", "collections")]
 
 
 def test_no_two_rows_share_a_normalised_summary(rows: list[dict]) -> None:
@@ -147,7 +148,7 @@ def test_open_book_prompts_respect_max_input_words(rows: list[dict]) -> None:
 
 def test_numpy_argsort_is_about_sorting(rows: list[dict]) -> None:
     row = next(row for row in rows if row["id"] == "numpy.argsort")
-    assert row["source"] == "numpy"
+    assert row["source"] == "docs"
     assert "sort" in row["messages"][-1]["content"].lower()
     assert "sort" in row["messages"][1]["content"].lower()
 
@@ -220,7 +221,7 @@ def test_parse_docstring_cleans_a_numpydoc_docstring() -> None:
 
 def test_make_conversation_formats_every_task() -> None:
     doc = parse_docstring(scale.__doc__)
-    convo = {task: make_conversation("lib.scale", "lib", doc, MAX_INPUT_WORDS, task)["messages"]
+    convo = {task: make_conversation("lib.scale", doc, MAX_INPUT_WORDS, task)["messages"]
              for task in ("closed", "summary", "params", "examples")}
     assert convo["closed"][0]["content"] == "What does `lib.scale` do?"
     assert convo["closed"][1]["content"].startswith("Multiply every value by a factor, element-wise. The result")
@@ -248,5 +249,5 @@ def test_build_from_a_module_object(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = build_docstring_conversations(builtin(packages=["fake_docs_pkg"]))
     # Child repeats its parent class's docstring; the module's own docstring is too short.
     assert [(row["id"], row["source"]) for row in rows] == [
-        ("fake_docs_pkg.Base", "fake_docs_pkg"), ("fake_docs_pkg.scale", "fake_docs_pkg")]
+        ("fake_docs_pkg.Base", "docs"), ("fake_docs_pkg.scale", "docs")]
     assert build_docstring_conversations(builtin(packages=["fake_docs_pkg"], min_words=500)) == []

@@ -1,5 +1,7 @@
 """The report renders the metrics' own numbers."""
 
+import pytest
+
 from lab import plots
 from lab.plots import plot_scores
 from lab.report import read_loss_curve, render
@@ -44,7 +46,19 @@ TRAIN = {"ran": {"backend": "hf", "device": "cpu", "dtype": "float32", "quantiza
          "data": {"examples": 8, "loss_tokens": 100}, "steps": 1, "tokens_seen": 900, "runtime_s": 3.0,
          "tokens_per_s": 300.0, "peak_memory_gib": 1.5, "loss_first_quarter": 2.0,
          "loss_last_quarter": 1.5, "train_loss": 1.7}
-DATA = {"source": "builtin", "rows": {"train": 8, "train_available": 80, "eval": 2, "test": 15}}
+WORDS = {"mean": 12.0, "median": 11.0, "max": 40}
+PER_SOURCE = {
+    "docs": {"in": 120, "removed": {"min_answer_words": 5, "exact_duplicates": 3, "near_duplicates": 0, "leaked": 2},
+             "test": 18, "validation": 2, "not_sampled": 86, "train_unique": 4, "repeats": 0, "train": 4,
+             "answer_words_in": WORDS, "answer_words_train": {**WORDS, "median": 13.0}},
+    "math": {"in": 10, "removed": {"min_answer_words": 0, "exact_duplicates": 1, "near_duplicates": 0, "leaked": 0},
+             "test": 2, "validation": 1, "not_sampled": 0, "train_unique": 6, "repeats": 2, "train": 8,
+             "answer_words_in": {**WORDS, "median": 30.0}, "answer_words_train": {**WORDS, "median": 31.5}},
+}
+DATA = {"source": "builtin", "rows": {"train": 8, "train_available": 80, "eval": 2, "test": 15},
+        "extra_sources": [], "filtered": {"min_answer_words": 5}, "per_source": PER_SOURCE,
+        "mix": {"proportions": {"docs": 0.4, "math": 0.6}, "repeats": 2},
+        "order": {"order": "curriculum", "curriculum_key": "length"}}
 
 
 def test_report_tables_show_the_metrics_numbers():
@@ -96,3 +110,37 @@ def test_the_confidence_level_comes_from_compare_json(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "_save", keep_label)
     plot_scores(COMPARE["metrics"], 0.9, tmp_path / "scores.png")
     assert labels == ["mean score (90% CI)"]
+
+
+def test_the_data_section_shows_each_sources_rows_from_in_to_train():
+    text = render(eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0), COMPARE, GALLERY, TRAIN, DATA)
+    section = text.split("## Data", 1)[1].split("## Training", 1)[0]
+    assert ("| Source | In | `min_answer_words` | Exact dups | Near dups | Leaked | Test | Validation | Not sampled | "
+            "Train (repeats) | Answer words in / train (median) |") in section
+    assert "| docs | 120 | 5 | 3 | 0 | 2 | 18 | 2 | 86 | 4 (0) | 11 / 13 |" in section
+    assert "| math | 10 | 0 | 1 | 0 | 0 | 2 | 1 | 0 | 8 (2) | 30 / 31.5 |" in section
+    assert "`min_answer_words` removed 5" in section
+    assert "drawn to the proportions docs 0.4, math 0.6 (2 up-sampling repeats)" in section
+    assert "curriculum order by length" in section and "![Data per source](plots/data.png)" in section
+
+
+def test_the_data_plot_stacks_each_sources_rows(tmp_path, monkeypatch):
+    bars = {}
+
+    def keep_bars(fig, path):
+        import matplotlib.pyplot as plt
+
+        ax = fig.axes[0]
+        bars["labels"] = [text.get_text() for text in ax.get_legend().get_texts()]
+        bars["sources"] = [label.get_text() for label in ax.get_yticklabels()]
+        bars["right"] = max(patch.get_x() + patch.get_width() for patch in ax.patches)
+        plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep_bars)
+    plots.plot_data_flow(PER_SOURCE, tmp_path / "data.png")
+    # A segment that is zero for every source (near duplicates, here) is left out.
+    assert bars["labels"] == ["removed: min_answer_words", "removed: exact_duplicates", "removed: leaked", "test",
+                              "validation", "not sampled", "train", "train repeats"]
+    assert bars["sources"] == ["docs", "math"]
+    # Shares of each source's rows in: 100% for docs (no repeats), (10 + 2 repeats) / 10 for math.
+    assert bars["right"] == pytest.approx(120.0)
