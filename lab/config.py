@@ -35,6 +35,7 @@ DataFormat = Literal["auto", "sharegpt", "messages", "alpaca", "question_answer"
                      "oasst"]
 LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+AnswerFormat = Literal["keep", "steps", "json"]
 # LoRA target presets, usable in train.lora.target_modules beside module names (Llama-style names,
 # which Llama, Qwen, Mistral and SmolLM share).
 LORA_PRESETS: dict[str, tuple[str, ...]] = {
@@ -95,6 +96,7 @@ class DataConfig:
     eval_examples: int
     validation_examples: int
     max_train_examples: int | None
+    answer_format: AnswerFormat
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.answer_format import apply_answer_format
 from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
 from lab.errors import DataError
 from lab.formats import FORMATS, conversation_units, resolve_format
@@ -258,6 +259,9 @@ def prepare(config: LabConfig) -> dict[str, Any]:
     validation = [row for i, row in enumerate(train_all) if i in chosen]
     train_pool = [row for i, row in enumerate(train_all) if i not in chosen]
     train = sample(train_pool, data.max_train_examples, config.seed)
+    # The answer format is taught, never imposed on test/eval references (lab/answer_format.py).
+    train, validation = (apply_answer_format(train, data.answer_format),
+                         apply_answer_format(validation, data.answer_format))
     eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]
     stats = dataset_stats(len(raw_rows), valid_count, dropped, train, test, eval_examples)
     stats["removed"] = removed

@@ -15,6 +15,7 @@ from lab.io import read_json, read_jsonl
 from lab.plots import plot_lengths, plot_loss, plot_scores
 from lab.report_tables import (
     confidence_percent,
+    format_section,
     gallery_section,
     length_table,
     main_table,
@@ -83,6 +84,8 @@ and its two-sided p-value come from a paired bootstrap (both models resampled on
 ### ROUGE precision and recall
 
 {precision_recall_table(base, finetuned)}
+
+{format_section(base, comparison)}
 
 ## Per source
 
