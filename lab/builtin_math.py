@@ -22,7 +22,8 @@ ITEMS = ("notebooks", "pens", "apples", "stickers", "candles", "mugs", "cupcakes
 SHARED_ITEMS = ("stickers", "marbles", "cookies", "cards", "sweets", "shells")
 _OPERATORS = {"+": Fraction.__add__, "-": Fraction.__sub__, "×": Fraction.__mul__, "÷": Fraction.__truediv__}
 _ANSWER = re.compile(r"answer\s*:", re.I)
-_NUMBER = re.compile(r"\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)")
+# Markdown bold around the label or the number ("**Answer:** 42") is allowed: models write it.
+_NUMBER = re.compile(r"[\s*]*\$?\s*(-?\d[\d,]*(?:\.\d+)?)")
 
 
 def evaluate(expression: str) -> Fraction:

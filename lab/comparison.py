@@ -2,9 +2,10 @@
 
 `compare` turns both models' per-example predictions into metrics/compare.json's content: a paired
 bootstrap (confidence interval and two-sided p-value) of fine-tuned minus base for every metric, each
-model's own mean with its interval, per-source means, and the length effects (length ratios, cut-off
-shares, ROUGE with both models held to the same word budget, and a sentence computed from those
-numbers); also the gallery of the examples that gained and lost most, and per-example paired rows.
+model's own mean with its interval, the same for the format metrics over only the examples each covers,
+per-source means, and the length effects (length ratios, cut-off shares, ROUGE with both models held to
+the same word budget, and a sentence computed from those numbers); also the gallery of the examples that
+gained and lost most, and per-example paired rows.
 """
 
 from __future__ import annotations
@@ -22,17 +23,35 @@ SIDES = ("base", "finetuned")
 def bootstrap_all(config: LabConfig, base: Mapping[str, Sequence[float]],
                   finetuned: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """Paired bootstrap of every metric's per-example values, in the flat shape `dvc metrics` reads."""
-    compare, result = config.compare, {}
-    for name in base:
-        test = stats.paired_bootstrap(base[name], finetuned[name], compare.bootstrap_resamples, config.seed,
-                                      compare.confidence)
-        result[name] = {
-            "base": test["base_mean"], "base_ci_low": test["base_ci"][0], "base_ci_high": test["base_ci"][1],
-            "finetuned": test["finetuned_mean"], "finetuned_ci_low": test["finetuned_ci"][0],
-            "finetuned_ci_high": test["finetuned_ci"][1],
-            "difference": test["difference"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
-            "p_value": test["p_value"], "p_value_at_floor": test["p_value_at_floor"],
-        }
+    return {name: _paired_test(config, base[name], finetuned[name]) for name in base}
+
+
+def _paired_test(config: LabConfig, base: Sequence[float], finetuned: Sequence[float]) -> dict[str, Any]:
+    """One metric's paired bootstrap (compare params, seeded by `seed`), flat for `dvc metrics`."""
+    compare = config.compare
+    test = stats.paired_bootstrap(base, finetuned, compare.bootstrap_resamples, config.seed, compare.confidence)
+    return {
+        "base": test["base_mean"], "base_ci_low": test["base_ci"][0], "base_ci_high": test["base_ci"][1],
+        "finetuned": test["finetuned_mean"], "finetuned_ci_low": test["finetuned_ci"][0],
+        "finetuned_ci_high": test["finetuned_ci"][1],
+        "difference": test["difference"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
+        "p_value": test["p_value"], "p_value_at_floor": test["p_value_at_floor"],
+    }
+
+
+def format_tests(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
+                 finetuned_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Paired bootstrap of each format metric (lab.format_metrics) over only the examples it covers, with
+    their count in "examples". A metric that covers no example is left out: no interval, no misleading 0.
+    Rows written before the format metrics existed have none, which gives {}."""
+    names = list(dict.fromkeys(name for row in base_rows for name in (row.get("format_scores") or {})))
+    result = {}
+    for name in names:
+        base, finetuned = stats.covered_pairs([(r.get("format_scores") or {}).get(name) for r in base_rows],
+                                              [(r.get("format_scores") or {}).get(name) for r in finetuned_rows],
+                                              name)
+        if base.size:
+            result[name] = {**_paired_test(config, base, finetuned), "examples": int(base.size)}
     return result
 
 
@@ -94,6 +113,7 @@ def compare(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
         "metrics": plain,
         "length": effects,
         "per_source": stats.per_source(sources, base, finetuned),
+        "format_metrics": format_tests(config, base_rows, finetuned_rows),
     }
     gallery = stats.gallery(base_rows, finetuned_rows, compare_config.headline_metric,
                             compare_config.gallery_examples)

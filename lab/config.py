@@ -37,6 +37,7 @@ LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "constant", "c
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 DataOrder = Literal["shuffle", "curriculum"]
 CurriculumKey = Literal["length", "score", "domain"]
+AnswerFormat = Literal["keep", "steps", "json"]
 # LoRA target presets, usable in train.lora.target_modules beside module names (Llama-style names,
 # which Llama, Qwen, Mistral and SmolLM share).
 LORA_PRESETS: dict[str, tuple[str, ...]] = {
@@ -128,6 +129,7 @@ class DataConfig:
     order: DataOrder
     curriculum_key: CurriculumKey
     curriculum_domains: list[str]
+    answer_format: AnswerFormat
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.answer_format import apply_answer_format
 from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
 from lab.data_stats import SourceLedger, dataset_stats
 from lab.errors import DataError
@@ -260,6 +261,8 @@ def prepare(config: LabConfig) -> dict[str, Any]:
         ledger.place(place, rows)
     ledger.place("not_sampled", not_sampled(train_pool, train))
     ledger.train(train, repeats)
+    # The answer format is taught, never imposed on test/eval references (lab/answer_format.py).
+    train, validation = (apply_answer_format(rows, data.answer_format) for rows in (train, validation))
     stats = dataset_stats(raw_count, valid_count, dropped, train, test, eval_examples)
     stats.update(removed=removed, filtered=filtered, per_source=ledger.to_dict(), source=data.source,
                  extra_sources=[extra.source for extra in data.mix.extra_sources],

@@ -1,12 +1,14 @@
 """One model's evaluation: greedy generation on the eval sample, scored against the references
 with ROUGE (precision, recall, F-measure) and, with evaluate.semantic_similarity, the cosine
-similarity of sentence embeddings; then the aggregates the metrics file holds."""
+similarity of sentence embeddings, and on the format metrics of data.answer_format (lab.format_metrics);
+then the aggregates the metrics file holds."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lab.config import LabConfig
+from lab.format_metrics import aggregate_format, format_scores
 from lab.generation import generate
 from lab.modeling import no_library_progress_bars
 from lab.scoring import aggregate, rouge_scores
@@ -28,14 +30,17 @@ def score(config: LabConfig, predictions: list[str], references: list[str]) -> l
 def evaluate(config: LabConfig, model: Any, tokenizer: Any,
              examples: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate for every eval example (its `input` conversation), score the prediction against its
-    `reference`, and aggregate; returns (one row per example, the metrics)."""
+    `reference`, score its format (data.answer_format), and aggregate; returns (one row per example, the
+    metrics)."""
     ev = config.evaluate
     outputs, timing = generate(model, tokenizer, [e["input"] for e in examples], ev.batch_size, ev.max_new_tokens,
                                ev.max_input_tokens, decode=ev.decode, cuda_graph=ev.cuda_graph)
     scores = score(config, [o["prediction"] for o in outputs], [e["reference"] for e in examples])
-    rows = [{**example, **output, "scores": example_scores}
+    answer_format = config.data.answer_format
+    rows = [{**example, **output, "scores": example_scores,
+             "format_scores": format_scores(example, output["prediction"], answer_format)}
             for example, output, example_scores in zip(examples, outputs, scores, strict=True)]
-    metrics = {"device": model.device.type, **aggregate(rows)}
+    metrics = {"device": model.device.type, **aggregate(rows), **aggregate_format(rows, answer_format)}
     metrics["generation"] = {**timing, "batch_size": ev.batch_size, "max_new_tokens": ev.max_new_tokens,
                              "greedy": True}
     metrics["rouge_config"] = {"types": ev.rouge_types, "use_stemmer": ev.rouge_use_stemmer,

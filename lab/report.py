@@ -16,6 +16,7 @@ from lab.plots import plot_data_flow, plot_lengths, plot_loss, plot_scores
 from lab.report_data import data_section
 from lab.report_tables import (
     confidence_percent,
+    format_section,
     gallery_section,
     length_table,
     main_table,
@@ -85,6 +86,8 @@ and its two-sided p-value come from a paired bootstrap (both models resampled on
 ### ROUGE precision and recall
 
 {precision_recall_table(base, finetuned)}
+
+{format_section(base, comparison)}
 
 ## Per source
 

@@ -60,6 +60,29 @@ def precision_recall_table(base: dict[str, Any], finetuned: dict[str, Any]) -> s
     return "\n".join(lines)
 
 
+def format_section(base: dict[str, Any], comparison: dict[str, Any]) -> str:
+    """The format metrics (lab.format_metrics), each over only the eval examples it covers, with the paired
+    bootstrap the compare stage ran on them; one n/a line when none covers an example, nothing for metrics
+    files written before the format metrics existed."""
+    if "answer_format" not in base:
+        return ""
+    tests = comparison.get("format_metrics") or {}
+    lead = f"### Answer format\n\nTarget format `{base['answer_format']}` (data.answer_format)."
+    if not tests:
+        return f"{lead} No format metric covers any eval example: n/a."
+    ci = f"[{confidence_percent(comparison['bootstrap']['confidence'])} CI]"
+    lines = [f"{lead} Each metric is the share of the examples it covers (lab/format_metrics.py).", "",
+             f"| Metric | Examples | Base {ci} | Fine-tuned {ci} | Difference {ci} | p |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, t in tests.items():
+        lines.append(
+            f"| {metric_label(name)} | {t['examples']} "
+            f"| {t['base']:.3f} {interval(t['base_ci_low'], t['base_ci_high'])} "
+            f"| {t['finetuned']:.3f} {interval(t['finetuned_ci_low'], t['finetuned_ci_high'])} "
+            f"| {t['difference']:+.3f} {interval(t['ci_low'], t['ci_high'], signed=True)} | {p_value(t)} |")
+    return "\n".join(lines)
+
+
 def per_source_table(per_source: dict[str, Any]) -> str:
     """Base -> fine-tuned mean of every metric per data source, with the example count."""
     names = list(next(iter(per_source.values()))["metrics"])

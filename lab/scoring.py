@@ -9,7 +9,8 @@ from typing import Any
 from lab.config import RougeTokenizer, allowed
 
 _LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rouge3": "ROUGE-3", "rouge4": "ROUGE-4", "rougeL": "ROUGE-L",
-           "rougeLsum": "ROUGE-Lsum", "semantic": "Semantic similarity"}
+           "rougeLsum": "ROUGE-Lsum", "semantic": "Semantic similarity", "format_valid": "Format valid",
+           "math_exact_match": "Math exact match"}
 
 
 def metric_label(name: str) -> str:

@@ -122,6 +122,22 @@ def metric_arrays(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> 
     return {name: np.array([metric_value(r, name) for r in rows], dtype=np.float64) for name in metrics}
 
 
+def covered_pairs(base: Sequence[float | None], finetuned: Sequence[float | None],
+                  name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both models' values of a metric defined on a subset of the examples (None where it does not apply),
+    kept only where it applies and in order, so a paired bootstrap of them pairs the same examples.
+
+    Where a metric applies depends on the example, not on the model: both sides must leave out the same
+    positions (ValueError otherwise). The arrays are empty when the metric covers no example.
+    """
+    if len(base) != len(finetuned):
+        raise ValueError(f"{name}: {len(base)} base values but {len(finetuned)} fine-tuned values")
+    if [value is None for value in base] != [value is None for value in finetuned]:
+        raise ValueError(f"{name}: base and fine-tuned rows cover different examples")
+    return (np.array([v for v in base if v is not None], dtype=np.float64),
+            np.array([v for v in finetuned if v is not None], dtype=np.float64))
+
+
 def per_source(sources: Sequence[str], base: Mapping[str, Sequence[float]],
                finetuned: Mapping[str, Sequence[float]]) -> dict[str, dict[str, Any]]:
     """Mean of every metric per source, for both models, sorted by source.

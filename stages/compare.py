@@ -1,8 +1,8 @@
 """Stage compare: how sure we are that fine-tuning changed the scores, and why they moved.
 
-Reads both models' per-example predictions; writes metrics/compare.json (paired bootstrap, per-source
-means, length effects: see lab/comparison.py), metrics/gallery.json (the examples that gained and lost
-most) and the per-example length-matched scores.
+Reads both models' per-example predictions; writes metrics/compare.json (paired bootstrap, format
+metrics over the examples each covers, per-source means, length effects: see lab/comparison.py),
+metrics/gallery.json (the examples that gained and lost most) and the per-example length-matched scores.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 `evaluate.py base` scores the base model, `evaluate.py finetuned --adapter DIR` the base with the
 LoRA adapter merged. Two DVC stages run them, so a new training run reuses the cached base
 evaluation. Writes <out-dir>/predictions/<model>.jsonl (per example: ROUGE precision, recall and
-F-measure, and semantic similarity where evaluate.semantic_similarity is on) and
-<out-dir>/eval_<model>.json (the aggregates). Paths come from dvc.yaml.
+F-measure, semantic similarity where evaluate.semantic_similarity is on, and the format metrics of
+data.answer_format, null where one does not apply) and <out-dir>/eval_<model>.json (the aggregates;
+each format metric as its mean and the count of examples it covers). Paths come from dvc.yaml.
 """
 
 from __future__ import annotations

@@ -118,6 +118,8 @@ def test_a_step_must_give_a_whole_number() -> None:
     ("Answer: 3\nWait, no.\nAnswer: 5", "5"),  # the last Answer line wins
     ("Answer: 5\nAnswer: unknown", None),  # ...even when it has no number
     ("  Answer:   8  ", "8"),
+    ("**Answer:** 42", "42"),  # markdown bold, as models write it
+    ("Answer: **1,200**", "1200"),
 ])
 def test_final_answer(text: str, expected: str | None) -> None:
     assert final_answer(text) == expected

@@ -84,3 +84,35 @@ def test_compare_params_are_validated():
         make_config({"compare": {"headline_metric": "bleu"}})
     with pytest.raises(ConfigError, match=r"compare.confidence: 1.5 is not allowed; it must be in \(0, 1\)"):
         make_config({"compare": {"confidence": 1.5}})
+
+
+def with_format(rows_: list[dict], values: dict[int, float]) -> list[dict]:
+    """`rows_` with format_valid set on the examples in `values` only (None elsewhere: not covered)."""
+    return [{**row, "format_scores": {"format_valid": values.get(i), "math_exact_match": None}}
+            for i, row in enumerate(rows_)]
+
+
+def test_format_metrics_are_aggregated_and_bootstrapped_only_on_the_examples_they_cover():
+    from lab.stats import paired_bootstrap
+
+    plain = rows([f"sort array {i}" for i in range(12)], REFERENCES, [0.5] * 12, SOURCES)
+    covered = [0, 3, 4, 9]
+    base = with_format(plain, dict(zip(covered, [0.0, 1.0, 0.0, 0.0], strict=True)))
+    tuned = with_format(plain, dict(zip(covered, [1.0, 1.0, 1.0, 0.0], strict=True)))
+    metrics, _, _ = compare(CONFIG, base, tuned)
+    test = metrics["format_metrics"]["format_valid"]
+    # The 8 uncovered examples would pull the means to 1/12 and 3/12 if they counted as 0.
+    assert (test["examples"], test["base"], test["finetuned"], test["difference"]) == (4, 0.25, 0.75, 0.5)
+    expected = paired_bootstrap([0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0], 1000, CONFIG.seed, 0.95)
+    assert [test["ci_low"], test["ci_high"]] == [expected["ci_low"], expected["ci_high"]]
+    assert test["p_value"] == expected["p_value"] and [test["base_ci_low"], test["base_ci_high"]] == expected["base_ci"]
+    # A metric that covers no example gets no interval; ROUGE is untouched by the format metrics.
+    assert "math_exact_match" not in metrics["format_metrics"]
+    assert metrics["metrics"] == compare(CONFIG, plain, plain)[0]["metrics"]
+
+
+def test_format_metrics_must_cover_the_same_examples_on_both_sides_and_may_be_absent():
+    plain = rows(["a", "b"], ["a", "b"], [0.1, 0.2], ["x", "x"])
+    with pytest.raises(ValueError, match="format_valid: base and fine-tuned rows cover different examples"):
+        compare(CONFIG, with_format(plain, {0: 1.0}), with_format(plain, {1: 1.0}))
+    assert compare(CONFIG, plain, plain)[0]["format_metrics"] == {}  # predictions from before format metrics

@@ -23,3 +23,26 @@ def test_evaluate_scores_every_example_and_records_how_it_generated(base_model, 
     assert metrics["generation"]["decoder"] == "generate" and metrics["generation"]["max_new_tokens"] == 8
     assert metrics["rouge_config"] == {"types": ["rouge1", "rougeL"], "use_stemmer": True, "tokenizer": "default"}
     assert metrics["semantic_model"] is None
+
+
+def test_evaluate_records_format_metrics_per_example_and_their_coverage(monkeypatch):
+    # Generation stubbed: this is about scoring, and the real model runs in the test above.
+    from types import SimpleNamespace
+
+    import lab.evaluation
+
+    predictions = ["1. 2 + 2 = 4.\nAnswer: 4", "Answer: 5", "Hello there"]
+    outputs = [{"prediction": p, "hit_max_new_tokens": False, "prompt_truncated": False, "new_tokens": 3}
+               for p in predictions]
+    monkeypatch.setattr(lab.evaluation, "generate", lambda *args, **kwargs: (outputs, {"decoder": "stub"}))
+    examples = [{"id": f"math-{i}", "source": "math", "input": [{"role": "user", "content": "Solve it."}],
+                 "reference": "2 + 2 = 4.\nAnswer: 4"} for i in range(2)] + [{**EXAMPLES[1], "id": "chat"}]
+    config = make_config({"data": {"answer_format": "steps"}, "evaluate": {"semantic_similarity": False}})
+    model = SimpleNamespace(device=SimpleNamespace(type="cpu"))
+    rows, metrics = evaluate(config, model, None, examples)
+    assert [row["format_scores"] for row in rows] == [
+        {"format_valid": 1.0, "math_exact_match": 1.0}, {"format_valid": 0.0, "math_exact_match": 0.0},
+        {"format_valid": 0.0, "math_exact_match": None}]
+    assert metrics["answer_format"] == "steps"
+    assert metrics["format_valid"] == {"mean": 0.3333, "examples": 3}
+    assert metrics["math_exact_match"] == {"mean": 0.5, "examples": 2}

@@ -144,3 +144,24 @@ def test_the_data_plot_stacks_each_sources_rows(tmp_path, monkeypatch):
     assert bars["sources"] == ["docs", "math"]
     # Shares of each source's rows in: 100% for docs (no repeats), (10 + 2 repeats) / 10 for math.
     assert bars["right"] == pytest.approx(120.0)
+
+def format_test(base: float, finetuned: float, examples: int) -> dict:
+    return {**paired_test(base, finetuned), "examples": examples}
+
+
+def test_report_shows_the_format_metrics_with_their_counts_or_n_a_or_nothing():
+    tuned = {**eval_metrics(0.25, 21.0), "answer_format": "steps"}
+    base = {**eval_metrics(0.2, 50.0), "answer_format": "steps"}
+    comparison = {**COMPARE, "format_metrics": {"format_valid": format_test(0.1, 0.9, 64),
+                                                "math_exact_match": format_test(0.25, 0.5, 12)}}
+    text = render(base, tuned, comparison, GALLERY, TRAIN, DATA)
+    assert "Target format `steps` (data.answer_format)." in text
+    assert ("| Format valid | 64 | 0.100 [0.050, 0.150] | 0.900 [0.850, 0.950] | +0.800 [+0.010, +0.090] "
+            "| 0.020 |") in text
+    assert "| Math exact match | 12 | 0.250 [0.200, 0.300] | 0.500 [0.450, 0.550] |" in text
+    # No metric covers an example: one n/a line, no table of zeros.
+    text = render(base, tuned, {**COMPARE, "format_metrics": {}}, GALLERY, TRAIN, DATA)
+    assert "No format metric covers any eval example: n/a." in text and "| Format valid |" not in text
+    # Metrics files from before the format metrics: no section at all.
+    assert "Answer format" not in render(eval_metrics(0.2, 50.0), eval_metrics(0.25, 21.0), COMPARE, GALLERY, TRAIN,
+                                         DATA)

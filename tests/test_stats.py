@@ -230,3 +230,12 @@ def test_gallery_refuses_misaligned_rows():
     rows = [score_row(i, "s", 0.5) for i in range(3)]
     with pytest.raises(ValueError):
         gallery(rows, list(reversed(rows)), metric="rougeL", count=3)
+
+
+def test_covered_pairs_keep_the_examples_a_metric_covers_in_order():
+    base, finetuned = stats.covered_pairs([None, 1.0, 0.0, None], [None, 0.0, 1.0, None], "m")
+    assert base.tolist() == [1.0, 0.0] and finetuned.tolist() == [0.0, 1.0]
+    empty = stats.covered_pairs([None, None], [None, None], "m")
+    assert empty[0].size == 0 and empty[1].size == 0
+    with pytest.raises(ValueError, match="m: 2 base values but 1 fine-tuned"):
+        stats.covered_pairs([1.0, None], [1.0], "m")
