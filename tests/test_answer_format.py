@@ -70,10 +70,10 @@ def test_json_rewrite_of_a_parameter_list_and_nothing_else():
 def test_the_docs_domains_parameter_questions_are_recognised():
     doc = ParsedDoc(text="Sort an array. " * 10, paragraphs=["Sort an array.", "More words here " * 6], examples="",
                     code="", params=[("a", "array_like", "Array to be sorted."), ("axis", "int", "Axis to sort.")])
-    params_task = make_conversation("pkg.sort", "pkg", doc, 120, "params")["messages"]
+    params_task = make_conversation("pkg.sort", doc, 120, "params")["messages"]
     assert is_param_list_task(params_task[0]["content"], params_task[1]["content"])
     # Closed-book rows get the parameter follow-up for some ids (a hash decides): find them among a few.
-    follow_ups = [m for i in range(40) for m in [make_conversation(f"pkg.f{i}", "pkg", doc, 120, "closed")["messages"]]
+    follow_ups = [m for i in range(40) for m in [make_conversation(f"pkg.f{i}", doc, 120, "closed")["messages"]]
                   if len(m) == 4]
     assert follow_ups and all(is_param_list_task(m[2]["content"], m[3]["content"]) for m in follow_ups)
     assert not any(is_param_list_task(m[0]["content"], m[1]["content"]) for m in follow_ups)
