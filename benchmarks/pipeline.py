@@ -20,22 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.io import read_json, write_json
+from lab.pipeline_files import stage_flag_path
 from lab.provenance import result_header
 
 STAGE_LINE = re.compile(r"^Running stage '([\w@.-]+)'")
-
-
-def stage_metrics_path(stage: str, dvc_yaml: Path = Path("dvc.yaml")) -> Path:
-    """The (single) metrics file a stage declares in dvc.yaml: the pipeline names its paths once."""
-    entries = yaml.safe_load(dvc_yaml.read_text())["stages"][stage].get("metrics", [])
-    # An entry is a bare path or a one-key mapping {path: options}.
-    paths = [entry if isinstance(entry, str) else next(iter(entry)) for entry in entries]
-    if len(paths) != 1:
-        raise ValueError(f"{dvc_yaml}: stage {stage!r} declares {len(paths)} metrics files, expected one")
-    return Path(paths[0])
 
 
 def stage_seconds(events: list[tuple[float, str]], finished: float) -> dict[str, float]:
@@ -64,9 +53,9 @@ def run_pipeline(settings: list[str]) -> dict[str, float]:
 
 def measured(stages: dict[str, float]) -> dict[str, Any]:
     """What the run produced, from the metrics files dvc.yaml declares."""
-    data, train = read_json(stage_metrics_path("prepare")), read_json(stage_metrics_path("train"))
-    evaluations = {side: read_json(stage_metrics_path(f"evaluate_{side}")) for side in ("base", "finetuned")}
-    comparison = read_json(stage_metrics_path("compare"))
+    data, train = (read_json(stage_flag_path(stage, "--metrics")) for stage in ("prepare", "train"))
+    evaluations = {side: read_json(stage_flag_path(f"evaluate_{side}", "--metrics")) for side in ("base", "finetuned")}
+    comparison = read_json(stage_flag_path("compare", "--metrics"))
     return {
         "rows": data["rows"],
         "train": {key: train[key] for key in ("steps", "tokens_seen", "tokens_per_s", "runtime_s", "peak_memory_gib")}

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pipeline import stage_metrics_path  # benchmarks/, beside this script
 
 from lab.io import read_json, write_text
+from lab.pipeline_files import stage_flag_path
 from lab.report_tables import length_table, main_table, precision_recall_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -192,10 +192,11 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
 
 
 def stage_metrics(repo_root: Path) -> dict[str, Any]:
-    """The metrics file of each stage the headline uses (the paths dvc.yaml declares), read from the
-    committed run."""
+    """The metrics file each stage the headline uses writes (its --metrics path in dvc.yaml), read
+    from the committed run."""
     stages = ("prepare", "train", "evaluate_base", "evaluate_finetuned", "compare")
-    return {stage: read_json(repo_root / stage_metrics_path(stage, repo_root / "dvc.yaml")) for stage in stages}
+    dvc_yaml = repo_root / "dvc.yaml"
+    return {stage: read_json(repo_root / stage_flag_path(stage, "--metrics", dvc_yaml)) for stage in stages}
 
 
 def render_committed_run(repo_root: Path) -> str:

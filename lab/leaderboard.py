@@ -3,7 +3,7 @@
 Pure logic over `dvc exp show --json` and the runs' per-example predictions (tools/leaderboard.py does
 the reading and writing). What keeps it honest:
 
-- Runs are ranked by validation loss (metrics/train.json: best_validation_loss), never by the eval
+- Runs are ranked by validation loss (the summary's validation_loss, lab/summary.py), never by the eval
   sample's scores, so the eval sample stays a fair measure of the run that gets picked.
 - A run's gain over the baseline is a paired bootstrap of its per-example headline metric against
   the baseline's on the same eval examples (a run whose eval sample differs is "not comparable"),
@@ -24,11 +24,9 @@ import numpy as np
 from lab.errors import LabError
 from lab.scoring import metric_value
 from lab.stats import paired_bootstrap
+from lab.summary import VALIDATION_LOSS
 
 PARAMS_FILE = "params.yaml"
-COMPARE_FILE = "metrics/compare.json"
-TRAIN_FILE = "metrics/train.json"
-VALIDATION_LOSS = "best_validation_loss"
 SEED_PARAM = "seed"
 TABLE_METRICS = ("rouge1", "rouge2", "rougeL")
 MISSING = "–"
@@ -41,8 +39,7 @@ class Run:
     name: str
     rev: str
     params: dict[str, Any]  # flattened: {"train.lora.r": 16, ...}
-    compare: dict[str, Any] | None  # metrics/compare.json; None when the run has none
-    train: dict[str, Any] | None  # metrics/train.json
+    summary: dict[str, Any] | None  # the run's metrics/summary.json (lab/summary.py); None when it has none
     is_baseline: bool = False
     problem: str | None = None  # why the run has no results: failed, queued, running, a missing file
 
@@ -121,27 +118,28 @@ def _file_data(data: Mapping[str, Any], path: str) -> tuple[dict[str, Any] | Non
     return None, f"{path}: {error.get('type') or 'error'}" if error else f"no {path}"
 
 
-def _run(entry: Mapping[str, Any], name: str | None, is_baseline: bool, state: str | None = None) -> Run:
+def _run(entry: Mapping[str, Any], name: str | None, is_baseline: bool, summary_file: str,
+         state: str | None = None) -> Run:
     data = entry.get("data") or {}
     params: dict[str, Any] = {}
     for path, content in (data.get("params") or {}).items():
         # params.yaml keys are shown as `dvc exp run -S` takes them; other files' keys keep the file name.
         params.update(flatten((content or {}).get("data") or {}, "" if path == PARAMS_FILE else f"{path}:"))
-    compare, compare_problem = _file_data(data, COMPARE_FILE)
-    train, _ = _file_data(data, TRAIN_FILE)
+    summary, summary_problem = _file_data(data, summary_file)
     error = entry.get("error")
     if error:
         problem: str | None = f"failed: {error.get('msg') or error.get('type') or 'error'}"
     elif state in ("queued", "running"):
         problem = state
     else:
-        problem = None if compare is not None else compare_problem
+        problem = None if summary is not None else summary_problem
     return Run(name=name or str(entry["rev"])[:7], rev=str(entry["rev"]), params=params,
-               compare=None if problem else compare, train=train, is_baseline=is_baseline, problem=problem)
+               summary=None if problem else summary, is_baseline=is_baseline, problem=problem)
 
 
-def parse_exp_show(payload: Sequence[Mapping[str, Any]]) -> list[Run]:
-    """The baseline commit and its experiments from `dvc exp show --json`, baseline first.
+def parse_exp_show(payload: Sequence[Mapping[str, Any]], summary_file: str) -> list[Run]:
+    """The baseline commit and its experiments from `dvc exp show --json`, baseline first; each run's
+    results are its `summary_file` (the pipeline's metrics file, lab/summary.py).
 
     The workspace entry is skipped (its results are in no commit). The baseline is the first commit
     listed (HEAD, unless dvc was asked for more), and only its experiments are kept: another
@@ -151,12 +149,12 @@ def parse_exp_show(payload: Sequence[Mapping[str, Any]]) -> list[Run]:
     if not commits:
         raise LabError("`dvc exp show` lists no commit: commit the pipeline and run experiments first")
     head = commits[0]
-    runs = [_run(head, head.get("name"), is_baseline=True)]
+    runs = [_run(head, head.get("name"), True, summary_file)]
     for group in head.get("experiments") or []:
         revs = group.get("revs") or []
         if revs:
             state = (group.get("executor") or {}).get("state")
-            runs.append(_run(revs[0], revs[0].get("name") or group.get("name"), False, state))
+            runs.append(_run(revs[0], revs[0].get("name") or group.get("name"), False, summary_file, state))
     return runs
 
 
@@ -170,8 +168,8 @@ def align(reference_ids: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> li
 
 
 def headline(run: Run, metric: str) -> dict[str, Any] | None:
-    """compare.json's test of fine-tuned vs base on `metric` for this run, if it has one."""
-    return ((run.compare or {}).get("metrics") or {}).get(metric)
+    """The summary's test of fine-tuned vs base on `metric` for this run, if it has one."""
+    return (run.summary or {}).get(metric)
 
 
 def _gain(baseline_rows: Sequence[Mapping[str, Any]] | None, rows: Sequence[Mapping[str, Any]] | None,
@@ -216,7 +214,7 @@ def build(runs: Sequence[Run], predictions: Mapping[str, Sequence[Mapping[str, A
     entries = []
     for run in runs:
         changed = {} if run.is_baseline else param_diff(run.params, baseline.params)
-        loss = (run.train or {}).get(VALIDATION_LOSS) if run.problem is None else None
+        loss = (run.summary or {}).get(VALIDATION_LOSS) if run.problem is None else None
         entry = Entry(run, changed, None if loss is None else float(loss), set(changed) == {SEED_PARAM})
         if run.is_baseline:
             entry.gain_note = "baseline"

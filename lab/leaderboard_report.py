@@ -4,11 +4,8 @@ computed from them (lab.leaderboard builds what they show)."""
 from __future__ import annotations
 
 from lab.leaderboard import (
-    COMPARE_FILE,
     MISSING,
     TABLE_METRICS,
-    TRAIN_FILE,
-    VALIDATION_LOSS,
     Entry,
     Leaderboard,
     Run,
@@ -17,6 +14,7 @@ from lab.leaderboard import (
 )
 from lab.report_tables import confidence_percent, interval, p_value
 from lab.scoring import metric_label
+from lab.summary import TRAIN_SECONDS, VALIDATION_LOSS
 
 
 def survives(board: Leaderboard, entry: Entry) -> bool:
@@ -68,7 +66,7 @@ def table(board: Leaderboard) -> str:
     rank = 0
     for entry in board.entries:
         rank += entry.validation_loss is not None
-        runtime = (entry.run.train or {}).get("runtime_s") if entry.run.problem is None else None
+        runtime = (entry.run.summary or {}).get(TRAIN_SECONDS) if entry.run.problem is None else None
         cells = [str(rank) if entry.validation_loss is not None else MISSING, _name_cell(entry),
                  format_params(entry.changed) or MISSING,
                  MISSING if entry.validation_loss is None else f"{entry.validation_loss:.4f}",
@@ -111,7 +109,7 @@ def summary(board: Leaderboard) -> str:
     """The sentence on which run is best (lowest validation loss) and whether its gain is real, from the table."""
     label, ranked = metric_label(board.metric), [e for e in board.entries if e.validation_loss is not None]
     if not ranked:
-        return (f"No run records a validation loss (`{VALIDATION_LOSS}` in {TRAIN_FILE}), so none is picked; "
+        return (f"No run records a validation loss (`{VALIDATION_LOSS}` in its summary), so none is picked; "
                 "the eval sample's scores are not used to pick one.")
     best = ranked[0]
     if best.run.is_baseline:
@@ -148,7 +146,7 @@ def markdown(board: Leaderboard) -> str:
         "whose scores are shown only to measure the run selected.", "",
         summary(board), "", table(board), "",
         f"ROUGE columns: the fine-tuned model's score on the eval sample, then its difference from the base model "
-        f"with the {ci} paired-bootstrap interval ({COMPARE_FILE}). Gain over baseline: paired bootstrap "
+        f"with the {ci} paired-bootstrap interval (the compare stage's). Gain over baseline: paired bootstrap "
         f"({board.resamples:,} resamples, seed {board.seed}) of each experiment's per-example {label} minus the "
         f"baseline's on the same eval examples; {len(board.compared)} experiment(s) compared, their p-values "
         "corrected together with Holm–Bonferroni. \"Not comparable\": the experiment's eval sample is not the "

@@ -2,9 +2,9 @@
 
 `evaluate.py base` scores the base model, `evaluate.py finetuned --adapter DIR` the base with the
 LoRA adapter merged. Two DVC stages run them, so a new training run reuses the cached base
-evaluation. Writes <out-dir>/predictions/<model>.jsonl (per example: ROUGE precision, recall and
+evaluation. Writes the predictions file (per example: ROUGE precision, recall and
 F-measure, semantic similarity where evaluate.semantic_similarity is on, and the format metrics of
-data.answer_format, null where one does not apply) and <out-dir>/eval_<model>.json (the aggregates;
+data.answer_format, null where one does not apply) and the metrics file (the aggregates;
 each format metric as its mean and the count of examples it covers). Paths come from dvc.yaml.
 """
 
@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--base", type=Path, required=True, help="base model directory")
     parser.add_argument("--adapter", type=Path, help="LoRA adapter directory (finetuned only)")
     parser.add_argument("--eval-file", type=Path, required=True, help="eval sample (.jsonl)")
-    parser.add_argument("--out-dir", type=Path, required=True, help="output: metrics directory")
+    parser.add_argument("--predictions", type=Path, required=True, help="output: per-example rows (.jsonl)")
+    parser.add_argument("--metrics", type=Path, required=True, help="output: the aggregates (.json)")
     args = parser.parse_args()
     if (args.model == "finetuned") != (args.adapter is not None):
         parser.error("--adapter is required for finetuned and not taken by base")
@@ -36,8 +37,8 @@ def main() -> None:
     model, tokenizer = load_for_inference(args.base, args.adapter, resolve_device())
     rows, metrics = evaluate(config, model, tokenizer, read_jsonl(args.eval_file))
     metrics = {"model": args.model, **metrics}
-    write_jsonl(args.out_dir / "predictions" / f"{args.model}.jsonl", rows)
-    write_json(args.out_dir / f"eval_{args.model}.json", metrics)
+    write_jsonl(args.predictions, rows)
+    write_json(args.metrics, metrics)
     print(f"evaluate {args.model}: rouge1 {metrics['rouge1']} rouge2 {metrics['rouge2']} rougeL {metrics['rougeL']} "
           f"({metrics['generation']['tokens_per_s']} new tokens/s on {metrics['device']})")
 

@@ -1,4 +1,5 @@
-"""Stage report: metrics/report.md with the lab's tables, and the PNG plots it embeds (metrics/plots/).
+"""Stage report: metrics/report.md with the lab's tables, the PNG plots it embeds (metrics/plots/),
+and the run's headline (the file DVC lists as metrics, see lab/summary.py).
 
 Every number in the report is read from the metrics and predictions files, never typed in
 (see lab/report.py).
@@ -10,8 +11,9 @@ import argparse
 from pathlib import Path
 
 from lab.cli import run_stage
-from lab.io import write_text
+from lab.io import read_json, write_json, write_text
 from lab.report import build_report
+from lab.summary import headline
 
 
 def main() -> None:
@@ -19,9 +21,12 @@ def main() -> None:
     parser.add_argument("--metrics-dir", type=Path, required=True,
                         help="holds the metrics files and predictions/; report.md and plots/ are written there")
     parser.add_argument("--loss-curve", type=Path, required=True, help="dvclive's loss TSV")
+    parser.add_argument("--summary", type=Path, required=True, help="output: the headline metrics (.json)")
     args = parser.parse_args()
     report_path = args.metrics_dir / "report.md"
     write_text(report_path, build_report(args.metrics_dir, args.loss_curve))
+    write_json(args.summary, headline(read_json(args.metrics_dir / "train.json"),
+                                      read_json(args.metrics_dir / "compare.json")))
     print(f"report: {report_path} (plots in {args.metrics_dir / 'plots'})")
 
 

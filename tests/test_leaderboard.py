@@ -80,19 +80,23 @@ def params(**changes: Any) -> dict[str, Any]:
     return tree
 
 
+SUMMARY = "metrics/summary.json"
+
+
 def compare_json(finetuned: float, difference: float) -> dict[str, Any]:
-    tests = {m: {"base": round(finetuned - difference, 6), "finetuned": finetuned, "difference": difference,
-                 "ci_low": round(difference - 0.02, 6), "ci_high": round(difference + 0.02, 6), "p_value": 0.01,
-                 "p_value_at_floor": False} for m in ("rouge1", "rouge2", "rougeL", "semantic")}
-    return {"examples": 30, "bootstrap": {"resamples": 1000, "confidence": 0.95}, "metrics": tests}
+    """The summary's tests (lab.summary.headline's per-metric part)."""
+    return {m: {"base": round(finetuned - difference, 6), "finetuned": finetuned, "difference": difference,
+                "ci_low": round(difference - 0.02, 6), "ci_high": round(difference + 0.02, 6), "p_value": 0.01}
+            for m in ("rouge1", "rouge2", "rougeL", "semantic")}
 
 
 def rev_entry(rev: str, name: str | None, tree: dict, compare: dict | None, train: dict | None,
               error: dict | None = None) -> dict[str, Any]:
     """One entry as dvc 3.67 writes it; a missing metrics file shows as its error."""
     missing = {"error": {"type": "FileNotFoundError", "msg": "[Errno 2] No such file or directory"}}
-    metrics = {path: missing if content is None else {"data": content}
-               for path, content in ((lb.COMPARE_FILE, compare), (lb.TRAIN_FILE, train))}
+    summary = None if compare is None else {
+        **compare, "validation_loss": train["best_validation_loss"], "train_seconds": train["runtime_s"]}
+    metrics = {SUMMARY: missing if summary is None else {"data": summary}}
     data = {"rev": rev, "timestamp": "2026-11-27T10:57:46", "params": {"params.yaml": {"data": tree}},
             "metrics": metrics, "deps": {}, "outs": {}, "meta": {}}
     return {"rev": rev, "name": name, "data": data, "error": error, "experiments": None}
@@ -141,18 +145,18 @@ def predictions() -> dict[str, list[dict[str, Any]]]:
 
 
 def board(payload: list[dict[str, Any]] | None = None) -> lb.Leaderboard:
-    runs = lb.parse_exp_show(payload or exp_show_payload())
+    runs = lb.parse_exp_show(payload or exp_show_payload(), SUMMARY)
     return lb.build(runs, predictions(), "rougeL", COMPARE.bootstrap_resamples, COMPARE.confidence, SEED)
 
 
 def test_parse_skips_the_workspace_and_keeps_the_baseline_first() -> None:
-    runs = lb.parse_exp_show(exp_show_payload())
+    runs = lb.parse_exp_show(exp_show_payload(), SUMMARY)
     assert [r.name for r in runs] == ["main", "low-lr", "seed-1", "seed-2", "broken"]
     assert runs[0].is_baseline and not any(r.is_baseline for r in runs[1:])
     assert runs[1].params["lr"] == 1e-4 and runs[1].params["train.lora.r"] == 16
-    assert runs[1].compare["metrics"]["rougeL"]["finetuned"] == 0.34 and runs[1].train["runtime_s"] == 270.2
+    assert runs[1].summary["rougeL"]["finetuned"] == 0.34 and runs[1].summary["train_seconds"] == 270.2
     broken = runs[4]
-    assert broken.problem == "failed: Experiment run failed" and broken.compare is None and broken.train is None
+    assert broken.problem == "failed: Experiment run failed" and broken.summary is None
     assert all(r.problem is None for r in runs[:4])
 
 
@@ -161,10 +165,10 @@ def test_parse_marks_queued_runs_and_needs_a_commit() -> None:
     queued = rev_entry("f" * 40, None, params(seed=9), None, None)
     queued["data"]["metrics"] = {}
     payload[1]["experiments"].append(experiment(queued, "queued"))
-    last = lb.parse_exp_show(payload)[-1]
-    assert (last.name, last.problem, last.compare) == ("fffffff", "queued", None)
+    last = lb.parse_exp_show(payload, SUMMARY)[-1]
+    assert (last.name, last.problem, last.summary) == ("fffffff", "queued", None)
     with pytest.raises(lb.LabError, match="no commit"):
-        lb.parse_exp_show(payload[:1])
+        lb.parse_exp_show(payload[:1], SUMMARY)
 
 
 def test_runs_rank_by_validation_loss_with_the_missing_last() -> None:
@@ -235,7 +239,7 @@ def with_losses(losses: dict[str, float | None]) -> list[dict[str, Any]]:
     entries = [payload[1]] + [group["revs"][0] for group in payload[1]["experiments"]]
     for entry in entries:
         if entry["name"] in losses:
-            entry["data"]["metrics"][lb.TRAIN_FILE]["data"]["best_validation_loss"] = losses[entry["name"]]
+            entry["data"]["metrics"][SUMMARY]["data"]["validation_loss"] = losses[entry["name"]]
     return payload
 
 
@@ -253,7 +257,7 @@ def test_the_summary_follows_the_numbers() -> None:
 
 # --- the CLI on a real git + DVC repository ------------------------------------------------------
 
-FAKE_STAGE = '''"""Stands in for train, evaluate and compare: metrics made up from the params, no model."""
+FAKE_STAGE = '''"""Stands in for the pipeline: a summary and predictions made up from the params, no model."""
 import json
 import os
 
@@ -263,7 +267,7 @@ EXAMPLES = 24
 
 
 def outputs(seed, lr, r):
-    """compare.json, train.json and the fine-tuned predictions' rows for these params."""
+    """The summary (lab/summary.py's shape) and the fine-tuned predictions' rows for these params."""
     ids = [f"{seed}-{i}" for i in range(EXAMPLES)]  # the eval sample depends on the seed, as prepare's does
     rows = []
     for i, example in enumerate(ids):
@@ -276,35 +280,32 @@ def outputs(seed, lr, r):
         difference = round(0.01 + lr * 100 + 0.002 * (seed % 3), 6)
         tests[metric] = {"base": round(finetuned - difference, 6), "finetuned": finetuned, "difference": difference,
                          "ci_low": round(difference - 0.02, 6), "ci_high": round(difference + 0.01, 6),
-                         "p_value": 0.004, "p_value_at_floor": False}
-    compare = {"examples": EXAMPLES, "bootstrap": {"confidence": 0.95}, "metrics": tests}
-    train = {"runtime_s": 10.0 + r, "tokens_per_s": 100.0,
-             "best_validation_loss": round(1.0 + lr * 1000 + (seed % 7) * 0.001, 6)}
-    return compare, train, rows
+                         "p_value": 0.004}
+    summary = {**tests, "train_seconds": 10.0 + r, "train_tokens_per_s": 100.0,
+               "validation_loss": round(1.0 + lr * 1000 + (seed % 7) * 0.001, 6)}
+    return summary, rows
 
 
 if __name__ == "__main__":
     with open("params.yaml") as handle:
         params = yaml.safe_load(handle)
-    compare, train, rows = outputs(int(params["seed"]), float(params["lr"]), int(params["train"]["lora"]["r"]))
+    summary, rows = outputs(int(params["seed"]), float(params["lr"]), int(params["train"]["lora"]["r"]))
     os.makedirs("metrics/predictions", exist_ok=True)
-    for path, payload in (("metrics/compare.json", compare), ("metrics/train.json", train)):
-        with open(path, "w") as handle:
-            json.dump(payload, handle)
+    with open("metrics/summary.json", "w") as handle:
+        json.dump(summary, handle)
     with open("metrics/predictions/finetuned.jsonl", "w") as handle:
         handle.writelines(json.dumps(row) + "\\n" for row in rows)
 '''
 
 FAKE_PIPELINE = """stages:
-  fake:
-    cmd: python fake_stage.py
+  evaluate_finetuned:
+    cmd: python fake_stage.py --predictions metrics/predictions/finetuned.jsonl
     deps: [fake_stage.py]
     params: [seed, lr, train.lora.r]
     outs:
       - metrics/predictions/finetuned.jsonl: {cache: false}
     metrics:
-      - metrics/compare.json: {cache: false}
-      - metrics/train.json: {cache: false}
+      - metrics/summary.json: {cache: false}
 """
 
 
@@ -350,12 +351,12 @@ def test_cli_ranks_real_dvc_experiments(tmp_path: Path) -> None:
     assert [line.split(" | ")[1] for line in lines] == ["low-lr", "seed-1 (seed replicate)",
                                                         "seed-2 (seed replicate)", "**main** (baseline)"]
     for line, name in zip(lines, ("low-lr", "seed-1", "seed-2", "main"), strict=True):
-        compare, train, _ = results[name]
-        assert f"| {train['best_validation_loss']:.4f} |" in line
-        test = compare["metrics"]["rouge2"]
+        summary, _ = results[name]
+        assert f"| {summary['validation_loss']:.4f} |" in line
+        test = summary["rouge2"]
         assert (f"| {test['finetuned']:.4f} ({test['difference']:+.3f} "
                 f"{interval(test['ci_low'], test['ci_high'], True)}) |") in line
-    gain = paired_bootstrap(*[[row["scores"]["rougeL"]["fmeasure"] for row in results[name][2]]
+    gain = paired_bootstrap(*[[row["scores"]["rougeL"]["fmeasure"] for row in results[name][1]]
                               for name in ("main", "low-lr")], COMPARE.bootstrap_resamples, SEED, COMPARE.confidence)
     change = f"{gain['difference']:+.3f} {interval(gain['ci_low'], gain['ci_high'], True)}"
     assert f"| {change} |" in lines[0] and gain["difference"] < 0
@@ -363,6 +364,6 @@ def test_cli_ranks_real_dvc_experiments(tmp_path: Path) -> None:
     assert markdown.count("not comparable (different eval sample)") == 2
     assert "over 1 compared experiment(s)" in markdown and "and 3 experiment(s)" in markdown
     assert f"({COMPARE.bootstrap_resamples:,} resamples, seed {SEED})" in markdown  # the baseline's, not seed-2's
-    finetuned = [results[name][0]["metrics"]["rougeL"]["finetuned"] for name in ("main", "seed-1", "seed-2")]
+    finetuned = [results[name][0]["rougeL"]["finetuned"] for name in ("main", "seed-1", "seed-2")]
     assert (f"| ROUGE-L, fine-tuned | {min(finetuned):.4f} | {max(finetuned):.4f} | "
             f"{max(finetuned) - min(finetuned):.4f} | {statistics.stdev(finetuned):.4f} |") in markdown

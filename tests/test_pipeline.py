@@ -72,7 +72,7 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
     dvc("repro", cwd=lab_copy)
     metrics = lab_copy / "metrics"
     for name in ("data.json", "train.json", "eval_base.json", "eval_finetuned.json", "compare.json", "gallery.json",
-                 "report.md"):
+                 "summary.json", "report.md"):
         assert (metrics / name).is_file(), name
     base = json.loads((metrics / "eval_base.json").read_text())
     train = json.loads((metrics / "train.json").read_text())
@@ -85,6 +85,9 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
     comparison = json.loads((metrics / "compare.json").read_text())
     rouge_l = comparison["metrics"]["rougeL"]
     assert rouge_l["base"] == pytest.approx(base["rougeL"], abs=1e-4) and rouge_l["ci_low"] <= rouge_l["difference"]
+    summary = json.loads((metrics / "summary.json").read_text())
+    assert summary["validation_loss"] == train["best_validation_loss"] and summary["rougeL"] == {
+        key: rouge_l[key] for key in ("base", "finetuned", "difference", "ci_low", "ci_high", "p_value")}
     report = (metrics / "report.md").read_text()
     ci = f"[{rouge_l['base_ci_low']:.3f}, {rouge_l['base_ci_high']:.3f}]"
     assert f"| ROUGE-L | {rouge_l['base']:.4f} {ci} |" in report
@@ -105,14 +108,14 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
         assert f"Running stage '{stage}'" in result.stdout
     assert yaml.safe_load((lab_copy / "params.yaml").read_text())["lr"] == pytest.approx(1e-4)
 
-    # 3. Comparing the runs.
+    # 3. Comparing the runs: DVC lists one metrics file, the summary, so both commands stay short.
     diff = json.loads(dvc("metrics", "diff", "--all", "--json", cwd=lab_copy).stdout)
-    assert "metrics/eval_finetuned.json" in diff and "rougeL" in diff["metrics/eval_finetuned.json"]
-    assert "metrics.rougeL.p_value" in diff["metrics/compare.json"]
-    shown = dvc("exp", "show", "--csv", cwd=lab_copy).stdout
-    header = shown.splitlines()[0]
-    assert "metrics/eval_base.json:rougeL" in header and "metrics/eval_finetuned.json:rougeL" in header
-    assert "lr" in header
+    assert list(diff) == ["metrics/summary.json"]
+    assert {"validation_loss", "rougeL.finetuned", "rougeL.difference", "rougeL.ci_low", "rougeL.p_value"} \
+        <= set(diff["metrics/summary.json"])
+    header = dvc("exp", "show", "--csv", "--only-changed", cwd=lab_copy).stdout.splitlines()[0].split(",")
+    assert "lr" in header and "metrics/summary.json:rougeL.difference" in header
+    assert "train.batch_size" not in header and not any(column.startswith("metrics/data.json") for column in header)
 
 
 def test_bad_data_fails_prepare_clearly_and_leaves_outputs_untouched(lab_copy: Path, tmp_path: Path):

@@ -1,7 +1,7 @@
 """Leaderboard of the DVC experiments of the current commit: metrics/leaderboard.md and metrics/leaderboard.png.
 
 usage: python tools/leaderboard.py [--markdown metrics/leaderboard.md] [--plot metrics/leaderboard.png]
-                                   [--predictions metrics/predictions/finetuned.jsonl] [--exp-show-json FILE]
+                                   [--exp-show-json FILE]
 
 Run it from the repository root after a sweep (`dvc exp run --queue -S ...`, then `dvc queue start`).
 It is not a pipeline stage because it reads every experiment: it takes `dvc exp show --json` (or a
@@ -27,6 +27,7 @@ from lab.cli import run_stage
 from lab.config import PARAMS_FILE, LabConfig, load_config
 from lab.errors import LabError
 from lab.io import atomic_open, write_text
+from lab.pipeline_files import metrics_files, stage_flag_path
 from lab.report_tables import confidence_percent
 from lab.scoring import metric_label
 
@@ -61,6 +62,14 @@ def baseline_config(rev: str) -> LabConfig:
     if committed is None:
         raise LabError(f"commit {rev[:7]} has no {PARAMS_FILE}")
     return load_config(PARAMS_FILE, overrides=yaml.safe_load(committed) or {})
+
+
+def one_metrics_file() -> str:
+    """The pipeline's metrics file (dvc.yaml declares one: the summary the report stage writes)."""
+    paths = metrics_files()
+    if len(paths) != 1:
+        raise LabError(f"dvc.yaml declares {len(paths)} metrics files; the leaderboard reads one summary")
+    return str(paths[0])
 
 
 def plot(board: leaderboard.Leaderboard, path: Path) -> None:
@@ -104,14 +113,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--markdown", type=Path, default=Path("metrics/leaderboard.md"))
     parser.add_argument("--plot", type=Path, default=Path("metrics/leaderboard.png"))
-    parser.add_argument("--predictions", default="metrics/predictions/finetuned.jsonl",
-                        help="per-example predictions of the fine-tuned model, as committed by every run")
     parser.add_argument("--exp-show-json", type=Path, help="a saved `dvc exp show --json` instead of running it")
     args = parser.parse_args()
-    runs = leaderboard.parse_exp_show(exp_show(args.exp_show_json))
+    # The pipeline's paths, from dvc.yaml: its one metrics file, and the fine-tuned predictions every run commits.
+    summary_file = one_metrics_file()
+    predictions_file = str(stage_flag_path("evaluate_finetuned", "--predictions"))
+    runs = leaderboard.parse_exp_show(exp_show(args.exp_show_json), summary_file)
     config = baseline_config(runs[0].rev)
     # A queued or failed run's commit holds its baseline's files, not results of its own.
-    predictions = {run.rev: committed_rows(run.rev, args.predictions) for run in runs if run.problem is None}
+    predictions = {run.rev: committed_rows(run.rev, predictions_file) for run in runs if run.problem is None}
     compare = config.compare
     board = leaderboard.build(runs, predictions, compare.headline_metric, compare.bootstrap_resamples,
                               compare.confidence, config.seed)
