@@ -12,7 +12,7 @@ from typing import Any
 
 from lab.config import LORA_PRESETS, LabConfig, LoraConfig
 from lab.errors import ConfigError
-from lab.modeling import ensure_pad_token
+from lab.modeling import ensure_pad_token, kbit_config
 from lab.runtime import Runtime
 
 # Unsloth's use_gradient_checkpointing value for each train.checkpointing_mode: "unsloth" (its own,
@@ -80,17 +80,12 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = getattr(torch, runtime.dtype)
     # On CPU the weights stay float32 and bf16 (train.precision) runs as autocast: mixed precision.
-    kwargs: dict[str, Any] = {"dtype": dtype if runtime.device == "cuda" else torch.float32}
-    if runtime.quantization == "4bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
-        )
-    elif runtime.quantization == "8bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    kwargs: dict[str, Any] = {"dtype": dtype if runtime.device == "cuda" else torch.float32,
+                              "quantization_config": kbit_config(runtime.quantization, dtype)}
     if runtime.device == "cuda":
         kwargs["device_map"] = {"": 0}
     torch.manual_seed(config.seed)

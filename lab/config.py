@@ -38,6 +38,7 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 DataOrder = Literal["shuffle", "curriculum"]
 CurriculumKey = Literal["length", "score", "domain"]
 AnswerFormat = Literal["keep", "steps", "json"]
+FinetunedBase = Literal["full", "as_trained"]
 # LoRA target presets, usable in train.lora.target_modules beside module names (Llama-style names,
 # which Llama, Qwen, Mistral and SmolLM share).
 LORA_PRESETS: dict[str, tuple[str, ...]] = {
@@ -183,6 +184,7 @@ class EvaluateConfig:
     semantic_similarity: bool
     decode: Decode
     cuda_graph: bool
+    finetuned_base: FinetunedBase
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,19 @@ from lab.config import LabConfig
 from lab.format_metrics import aggregate_format, format_scores
 from lab.generation import generate
 from lab.modeling import no_library_progress_bars
+from lab.runtime import resolve_device, resolve_quantization
 from lab.scoring import aggregate, rouge_scores
 from lab.semantic import EMBEDDING_MODEL, semantic_similarity
+
+
+def base_quantization(config: LabConfig, finetuned: bool) -> str:
+    """The quantization of the base the evaluated model runs on: "none" (16-bit) for the base model and,
+    with evaluate.finetuned_base: full, for the fine-tuned one; with as_trained, the fine-tuned
+    model's base is quantized as training resolved train.quantization on this machine (which fails,
+    naming the param, where that quantization cannot run)."""
+    if not finetuned or config.evaluate.finetuned_base == "full":
+        return "none"
+    return resolve_quantization(config.train.quantization, resolve_device() == "cuda")
 
 
 def score(config: LabConfig, predictions: list[str], references: list[str]) -> list[dict[str, Any]]:

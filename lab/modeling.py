@@ -45,19 +45,44 @@ def load_tokenizer(model_dir: Path | str) -> Any:
     return ensure_pad_token(AutoTokenizer.from_pretrained(model_dir))
 
 
-def load_for_inference(base_dir: Path, adapter_dir: Path | None, device: str) -> tuple[Any, Any]:
-    """Base model (plus the LoRA adapter, merged) in the same precision for both evaluations."""
+def kbit_config(quantization: str, compute_dtype: Any) -> Any:
+    """bitsandbytes' config for a 4-/8-bit base (None for "none"): one definition for training (hf
+    backend) and evaluation, so a fine-tuned model can be evaluated on the base it was trained on.
+    NF4 with double quantization is QLoRA's recipe, and what Unsloth's 4-bit loading uses."""
+    if quantization == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def load_for_inference(base_dir: Path, adapter_dir: Path | None, device: str,
+                       quantization: str = "none") -> tuple[Any, Any]:
+    """Base model (plus the LoRA adapter) in the same precision for both evaluations: bf16 on a GPU,
+    fp32 on CPU, the adapter merged. With quantization "4bit"/"8bit" (a CUDA GPU only) the base is
+    loaded quantized as in training and the adapter stays unmerged: merging into k-bit weights
+    would round the update away."""
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    kbit = kbit_config(quantization, dtype)
     with no_library_progress_bars():
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype).to(device)
+        if kbit is None:
+            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype).to(device)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, quantization_config=kbit,
+                                                         device_map={"": 0})
         if adapter_dir is not None:
             from peft import PeftModel
 
-            # Merging removes the adapter's extra matmuls from every generated token.
-            model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+            model = PeftModel.from_pretrained(model, adapter_dir)
+            if kbit is None:
+                # Merging removes the adapter's extra matmuls from every generated token.
+                model = model.merge_and_unload()
     model.eval()
     tokenizer = load_tokenizer(adapter_dir if adapter_dir is not None else base_dir)
     return model, tokenizer

@@ -39,15 +39,9 @@ def resolve_runtime(train: TrainConfig, cuda_available: bool | None = None, bf16
         cuda_available = torch.cuda.is_available()
         bf16_supported = cuda_available and torch.cuda.is_bf16_supported()
     backend = train.backend if train.backend != "auto" else ("unsloth" if cuda_available else "hf")
-    quantization = train.quantization if train.quantization != "auto" else ("4bit" if cuda_available else "none")
-    if not cuda_available:
-        if backend == "unsloth":
-            raise RuntimeConfigError("train.backend=unsloth needs a CUDA GPU; use auto or hf on CPU")
-        if quantization != "none":
-            raise RuntimeConfigError(
-                f"train.quantization={quantization} needs a CUDA GPU (bitsandbytes' k-bit base layers); "
-                "use auto or none on CPU"
-            )
+    if backend == "unsloth" and not cuda_available:
+        raise RuntimeConfigError("train.backend=unsloth needs a CUDA GPU; use auto or hf on CPU")
+    quantization = resolve_quantization(train.quantization, cuda_available)
     if backend == "unsloth":
         try:
             import unsloth  # noqa: F401
@@ -58,6 +52,16 @@ def resolve_runtime(train: TrainConfig, cuda_available: bool | None = None, bf16
             ) from None
     dtype = _resolve_dtype(train.precision, backend, cuda_available, bf16_supported)
     return Runtime(backend=backend, device="cuda" if cuda_available else "cpu", dtype=dtype, quantization=quantization)
+
+
+def resolve_quantization(quantization: str, cuda_available: bool) -> str:
+    """train.quantization on this machine: auto is 4bit (QLoRA) on a CUDA GPU and none on CPU, where
+    an explicit 4bit/8bit is refused (bitsandbytes' k-bit base layers need CUDA)."""
+    resolved = quantization if quantization != "auto" else ("4bit" if cuda_available else "none")
+    if resolved != "none" and not cuda_available:
+        raise RuntimeConfigError(f"train.quantization={resolved} needs a CUDA GPU (bitsandbytes' k-bit base layers); "
+                                 "use auto or none on CPU")
+    return resolved
 
 
 def _resolve_dtype(precision: str, backend: str, cuda_available: bool, bf16_supported: bool) -> str:

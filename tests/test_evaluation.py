@@ -46,3 +46,23 @@ def test_evaluate_records_format_metrics_per_example_and_their_coverage(monkeypa
     assert metrics["answer_format"] == "steps"
     assert metrics["format_valid"] == {"mean": 0.3333, "examples": 3}
     assert metrics["math_exact_match"] == {"mean": 0.5, "examples": 2}
+
+
+def test_the_finetuned_models_base_is_16_bit_or_quantized_as_trained(monkeypatch):
+    import pytest
+    import torch
+
+    from lab.errors import RuntimeConfigError
+    from lab.evaluation import base_quantization
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    as_trained = {"evaluate": {"finetuned_base": "as_trained"}}
+    assert base_quantization(make_config(), finetuned=True) == "none"
+    assert base_quantization(make_config(as_trained), finetuned=False) == "none"  # the base model: always 16-bit
+    # train.quantization: auto resolves to none on CPU, so as_trained is the same base there.
+    assert base_quantization(make_config(as_trained), finetuned=True) == "none"
+    with pytest.raises(RuntimeConfigError, match="train.quantization=4bit needs a CUDA GPU"):
+        base_quantization(make_config({**as_trained, "train": {"quantization": "4bit"}}), finetuned=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert base_quantization(make_config(as_trained), finetuned=True) == "4bit"
+    assert base_quantization(make_config({**as_trained, "train": {"quantization": "8bit"}}), finetuned=True) == "8bit"
