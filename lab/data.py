@@ -237,24 +237,28 @@ def drop_leaks(train: list[dict[str, Any]], held_out: list[dict[str, Any]], dedu
 def prepare(config: LabConfig) -> dict[str, Any]:
     """The train, validation, test and eval rows and their stats, from the configured sources.
 
-    Rows are validated (data.on_invalid), filtered (data.filters) and deduplicated over all sources,
-    then split with a seeded shuffle (data.test_size); training rows that leak into the test split
-    are dropped; the validation rows (data.validation_examples) are drawn from the training split
-    before the training rows are chosen (data.max_train_examples, data.mix.proportions: see
-    `training_rows`), so the three never overlap; the eval sample comes from the test split
+    Rows are validated (data.on_invalid) and deduplicated over all sources, then split with a seeded
+    shuffle (data.test_size); training rows that leak into the test split are dropped; the
+    validation rows (data.validation_examples) are drawn from the training split; the rest is
+    filtered (data.filters) and the training rows are chosen from it (data.max_train_examples,
+    data.mix.proportions: see `training_rows`), so the three never overlap and test, eval and
+    validation do not depend on the filters or the mix; the eval sample comes from the test split
     (data.eval_examples), each as history-as-input and last-assistant-turn-as-reference.
     """
     data = config.data
     conversations, raw_count, dropped = load_conversations(data, config.seed)
     ledger = SourceLedger(conversations)
     valid_count = len(conversations)
-    conversations = apply_filters(conversations, data.filters, ledger.remove)
-    filtered = {step: sum(counts.values()) for step, counts in ledger.removed.items()}
     conversations, removed = deduplicate(conversations, data.dedup, config.seed, ledger.remove)
     train_all, test = split_conversations(conversations, data.test_size, config.seed)
     kept, removed["leaked"] = drop_leaks(train_all, test, data.dedup, config.seed)
     ledger.remove_difference("leaked", train_all, kept)
     validation, train_pool = _hold_out_validation(kept, len(test), data, config.seed)
+    # Filters shape what the model learns from, never what it is measured on: test, eval and
+    # validation stay the same rows whatever the filters, so runs that differ in them compare paired.
+    earlier_steps = set(ledger.removed)
+    train_pool = apply_filters(train_pool, data.filters, ledger.remove)
+    filtered = {step: sum(counts.values()) for step, counts in ledger.removed.items() if step not in earlier_steps}
     train, repeats = training_rows(train_pool, data, config.seed)
     eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]
     for place, rows in (("test", test), ("validation", validation)):

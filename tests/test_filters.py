@@ -102,24 +102,29 @@ def test_impossible_filter_values_are_config_errors(filters, message):
     assert message in str(error.value)
 
 
-def test_prepare_filters_before_the_split_and_counts_each_filter_per_source(tmp_path):
+def test_prepare_filters_only_the_training_rows_and_counts_each_filter_per_source(tmp_path):
+    """Test, eval and validation rows are the same with or without filters: runs that differ in a
+    filter are measured on the same examples."""
     from lab.data import prepare
 
     rows = [{"conversations": [{"from": "human", "value": f"Question number {i} about topic {i}?"},
                                {"from": "gpt", "value": " ".join(f"word{i}x{j}" for j in range(2 + i % 10))}],
-             "source": "even" if i % 2 == 0 else "odd", "score": float(i % 5)} for i in range(60)]
+             "id": str(i), "source": "even" if i % 2 == 0 else "odd", "score": float(i % 5)} for i in range(60)]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    config = make_config({"data": {"source": str(path), "eval_examples": 2, "validation_examples": 2,
-                                   "max_train_examples": None, "test_size": 0.2,
-                                   "filters": {**OFF, "min_answer_words": 4, "min_score": 2.0}}})
-    result = prepare(config)
-    short = [i for i in range(60) if 2 + i % 10 < 4]
-    low = [i for i in range(60) if i not in short and i % 5 < 2]
-    assert result["stats"]["filtered"] == {"min_answer_words": len(short), "min_score": len(low)}
+    data = {"source": str(path), "eval_examples": 2, "validation_examples": 2, "max_train_examples": None,
+            "test_size": 0.2}
+    unfiltered = prepare(make_config({"data": data}))
+    result = prepare(make_config({"data": {**data, "filters": {**OFF, "min_answer_words": 4, "min_score": 2.0}}}))
+    for split in ("test", "validation", "eval"):
+        assert result[split] == unfiltered[split]
+    held_out = {r["id"] for r in unfiltered["test"] + unfiltered["validation"]}
+    pool = [i for i in range(60) if str(i) not in held_out]
+    short = [i for i in pool if 2 + i % 10 < 4]
+    low = [i for i in pool if i not in short and i % 5 < 2]
+    assert short and low and result["stats"]["filtered"] == {"min_answer_words": len(short), "min_score": len(low)}
     per_source = result["stats"]["per_source"]
     assert per_source["even"]["removed"]["min_answer_words"] == sum(i % 2 == 0 for i in short)
     assert per_source["odd"]["removed"]["min_score"] == sum(i % 2 == 1 for i in low)
-    everything = result["train"] + result["validation"] + result["test"]
-    assert len(everything) == 60 - len(short) - len(low)
-    assert all(len(r["messages"][-1]["content"].split()) >= 4 and r["score"] >= 2.0 for r in everything)
+    assert sorted(int(r["id"]) for r in result["train"]) == [i for i in pool if i not in short + low]
+    assert all(len(r["messages"][-1]["content"].split()) >= 4 and r["score"] >= 2.0 for r in result["train"])
