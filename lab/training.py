@@ -1,5 +1,7 @@
 """LoRA supervised fine-tuning with trl's SFTTrainer: the trainer config, the run with one
-progress bar, and `fine_tune`, the whole train stage short of writing its outputs.
+progress bar, and `fine_tune`, the whole train stage short of writing its outputs. Checkpoints go to
+a folder that outlives a killed run, which the next run with the same params resumes from
+(lab.checkpoints).
 
 transformers, trl and dvclive are imported inside functions: with the unsloth backend, Unsloth
 must be imported (by lab.runtime.resolve_runtime) before transformers so that its patches apply.
@@ -9,12 +11,20 @@ from __future__ import annotations
 
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from lab.backends import check_lora_targets, load_trainable_model
+from lab.checkpoints import (
+    checkpoint_step,
+    live_callback,
+    loss_before,
+    mark_finished,
+    prepare_checkpoints,
+    run_fingerprint,
+    save_args,
+)
 from lab.config import LabConfig, as_dict
 from lab.masking import tokenize_for_training
 from lab.modeling import no_library_progress_bars
@@ -25,14 +35,17 @@ PADDING_FREE_WARNING = "Padding-free training is enabled, but the attention impl
 _TRL_SFT_LOGGER = "trl.trainer.sft_trainer"
 
 
-def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: bool = False) -> Any:
+def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: bool = False,
+               resumable: bool = False) -> Any:
     """trl's SFTConfig from the lab's params; every default that matters is set explicitly.
 
     train.group_by_length draws each optimizer step's examples from a pool of similar lengths
     (transformers' LengthGroupedSampler), which cuts the pad tokens of padded batches; it changes
     the data order, so it is off unless asked for. With `validate`, the validation loss is computed
     every train.eval_steps, each of those steps' adapter is saved, and the best one (lowest
-    validation loss) is loaded back at the end: model selection on the validation split only."""
+    validation loss) is loaded back at the end: model selection on the validation split only.
+    `resumable` saves full checkpoints (adapter, optimizer, scheduler, RNG states, callback states)
+    every train.eval_steps, with or without validation, so that a killed run can resume."""
     from trl import SFTConfig
 
     train = config.train
@@ -56,10 +69,7 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
         logging_steps=train.logging_steps,
         eval_strategy="steps" if validate else "no",
         eval_steps=train.eval_steps,
-        save_strategy="steps" if validate else "no",
-        save_steps=train.eval_steps,
-        # Adapter weights only: the best step's is all the stage keeps.
-        save_only_model=True,
+        **save_args(train.eval_steps, validate, resumable),
         load_best_model_at_end=validate,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
@@ -146,8 +156,10 @@ def _silence_padding_free_warning(model: Any, runtime: Runtime) -> None:
 
 
 def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: list[dict], config: LabConfig,
-                 runtime: Runtime, work_dir: Path, callbacks: list[Any]) -> dict[str, Any]:
-    """Train with one progress bar and return the trainer's figures; the caller saves the adapter.
+                 runtime: Runtime, checkpoint_dir: Path, callbacks: list[Any],
+                 resume_from: Path | None) -> dict[str, Any]:
+    """Train with one progress bar, checkpoints in `checkpoint_dir` (resuming from `resume_from`
+    when given), and return the trainer's figures for the whole run; the caller saves the adapter.
 
     With validation rows, the model holds the best validation step's adapter when this returns
     (and training stops early after train.early_stopping_patience validations without a better
@@ -160,7 +172,7 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     patience = config.train.early_stopping_patience
     stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if validation_rows and patience else []
     trainer = SFTTrainer(
-        model=model, args=sft_config(config, runtime, work_dir, validate=bool(validation_rows)),
+        model=model, args=sft_config(config, runtime, checkpoint_dir, validate=bool(validation_rows), resumable=True),
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
         processing_class=tokenizer, callbacks=[*callbacks, *stopping, progress_callback()],
@@ -168,11 +180,15 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     # disable_tqdm=True swaps transformers' bars for PrinterCallback, which prints every log dict.
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
-    output = trainer.train()
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
-    return {**_loss_figures(trainer.state.log_history, output.training_loss),
-            **_selection(trainer.state, bool(validation_rows)),
-            "steps": trainer.state.global_step, "runtime_s": round(seconds, 1)}
+    state = trainer.state  # after a resume, its log history starts with the checkpoint's
+    resumed_step = checkpoint_step(resume_from) if resume_from else 0
+    # The trainer's training_loss sums this session's steps only (over all steps).
+    training_loss = output.training_loss + loss_before(state.log_history, resumed_step) / max(state.global_step, 1)
+    return {**_loss_figures(state.log_history, training_loss), **_selection(state, bool(validation_rows)),
+            "steps": state.global_step, "resumed_from_step": resumed_step if resume_from else None,
+            "runtime_s": round(seconds, 1)}
 
 
 def _loss_figures(log_history: list[dict[str, Any]], training_loss: float) -> dict[str, Any]:
@@ -200,30 +216,35 @@ def _selection(state: Any, validated: bool) -> dict[str, Any]:
 
 
 def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, Any]],
-              validation: list[dict[str, Any]], live_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+              validation: list[dict[str, Any]], live_dir: Path,
+              checkpoint_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     """LoRA fine-tuning of the base model on `conversations`, the loss curves (train, and
-    validation on `validation`) logged to `live_dir` for `dvc plots`; returns the model holding
-    the best validation step's adapter (the last step's without validation), its tokenizer and
-    the train metrics."""
+    validation on `validation`) logged to `live_dir` for `dvc plots`, checkpoints in
+    `checkpoint_dir` (a killed run of the same params, data and base model resumes from there);
+    returns the model holding the best validation step's adapter (the last step's without
+    validation), its tokenizer and the train metrics."""
     runtime = resolve_runtime(config.train)  # with unsloth, imports it before transformers
     check_lora_targets(base_dir, config.train.lora)
-    from transformers.integrations import DVCLiveCallback
-
     from dvclive import Live
 
-    with no_library_progress_bars(), tempfile.TemporaryDirectory() as work_dir:
+    fingerprint = run_fingerprint(config, runtime, base_dir, conversations, validation)
+    resume_from = prepare_checkpoints(checkpoint_dir, fingerprint)
+    with no_library_progress_bars():
         model, tokenizer = load_trainable_model(base_dir, config, runtime)
         rows, token_stats = tokenize_for_training(tokenizer, conversations, config.train.max_seq_length)
         validation_rows = tokenize_for_training(tokenizer, validation, config.train.max_seq_length)[0] if validation \
             else []
         live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
-        figures = run_training(model, tokenizer, rows, validation_rows, config, runtime, Path(work_dir),
-                               callbacks=[DVCLiveCallback(live=live)])
+        figures = run_training(model, tokenizer, rows, validation_rows, config, runtime, checkpoint_dir,
+                               callbacks=[live_callback(live)], resume_from=resume_from)
+    mark_finished(checkpoint_dir, fingerprint)
     tokens_seen = int(token_stats["tokens"] * config.train.epochs)
+    # This session's share of the tokens (by steps, after a resume) over this session's time.
+    session_share = 1 - (figures["resumed_from_step"] or 0) / max(figures["steps"], 1)
     metrics = {
         **figures,
         "tokens_seen": tokens_seen,
-        "tokens_per_s": round(tokens_seen / figures["runtime_s"], 1) if figures["runtime_s"] else None,
+        "tokens_per_s": round(tokens_seen * session_share / figures["runtime_s"], 1) if figures["runtime_s"] else None,
         "peak_memory_gib": peak_memory_gib(runtime.device),
         "data": token_stats,
         "ran": _what_ran(config, runtime),

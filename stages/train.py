@@ -1,7 +1,8 @@
 """Stage train: LoRA supervised fine-tuning of the base model on the train split.
 
 Writes the adapter and tokenizer, the loss curve (dvclive) and the train metrics: losses, steps,
-tokens, speed, peak memory, and what actually ran. Paths come from dvc.yaml.
+tokens, speed, peak memory, what actually ran and the step it resumed from. Checkpoints go to a
+folder DVC keeps between runs, so a killed run resumes. Paths come from dvc.yaml.
 """
 
 from __future__ import annotations
@@ -23,17 +24,20 @@ def main() -> None:
     parser.add_argument("--validation-file", type=Path, required=True, help="validation split (.jsonl)")
     parser.add_argument("--adapter", type=Path, required=True, help="output: LoRA adapter directory")
     parser.add_argument("--live-dir", type=Path, required=True, help="output: dvclive directory")
+    parser.add_argument("--checkpoints", type=Path, required=True,
+                        help="output kept between runs: checkpoints that a rerun with the same params resumes from")
     parser.add_argument("--metrics", type=Path, required=True, help="output: train metrics (.json)")
     args = parser.parse_args()
     config = load_config()
     model, tokenizer, metrics = fine_tune(config, args.base, read_jsonl(args.train_file),
-                                          read_jsonl(args.validation_file), args.live_dir)
+                                          read_jsonl(args.validation_file), args.live_dir, args.checkpoints)
     with atomic_dir(args.adapter) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     write_json(args.metrics, metrics)
-    print(f"train: {metrics['steps']} steps ({metrics['stop_reason']}), loss {metrics['loss_first_quarter']} -> "
-          f"{metrics['loss_last_quarter']}, best validation loss {metrics['best_validation_loss']} at step "
+    resumed = f", resumed at step {metrics['resumed_from_step']}" if metrics["resumed_from_step"] is not None else ""
+    print(f"train: {metrics['steps']} steps ({metrics['stop_reason']}{resumed}), loss {metrics['loss_first_quarter']} "
+          f"-> {metrics['loss_last_quarter']}, best validation loss {metrics['best_validation_loss']} at step "
           f"{metrics['best_step']}, {metrics['tokens_per_s']} tokens/s on {metrics['ran']['device']} -> {args.adapter}")
 
 

@@ -61,7 +61,7 @@ def test_fine_tune_trains_logs_the_loss_curve_and_shows_one_progress_bar(
     conversations = [{"messages": CONVERSATION}, {"messages": SHORT}] * 2
     with caplog.at_level(logging.WARNING):
         model, tokenizer, metrics = fine_tune(make_config(TINY), embedded_model_dir, conversations, [],
-                                              tmp_path / "live")
+                                              tmp_path / "live", tmp_path / "checkpoints")
     assert metrics["steps"] == 2 and metrics["data"]["examples"] == 4
     assert metrics["tokens_seen"] == metrics["data"]["tokens"] > metrics["data"]["loss_tokens"] > 0
     assert metrics["ran"]["backend"] == "hf" and metrics["ran"]["padding_free"] is True
@@ -89,7 +89,8 @@ def test_validation_picks_the_best_step_and_early_stopping_stops(embedded_model_
     config = make_config({**TINY, "lr": 2e-3, "data": {"validation_examples": 2},
                           "train": {**TINY["train"], "eval_steps": 1, "early_stopping_patience": 2,
                                     "warmup_steps": 0}})
-    model, tokenizer, metrics = fine_tune(config, embedded_model_dir, train, validation, tmp_path / "live")
+    model, tokenizer, metrics = fine_tune(config, embedded_model_dir, train, validation, tmp_path / "live",
+                                               tmp_path / "checkpoints")
     losses = [v["loss"] for v in metrics["validation_losses"]]
     best_step = metrics["validation_losses"][losses.index(min(losses))]["step"]
     assert metrics["best_validation_loss"] == min(losses) and metrics["best_step"] == best_step
@@ -122,6 +123,11 @@ def test_training_params_reach_the_trainer(tmp_path):
     assert args.bf16 and not args.fp16 and runtime.dtype == "bfloat16"
     assert (args.eval_steps, args.save_steps, args.load_best_model_at_end) == (4, 4, True)
     assert args.metric_for_best_model == "eval_loss" and args.greater_is_better is False
+    assert args.save_only_model and args.save_total_limit is None  # adapter weights only: nothing to resume
+    # The train stage's checkpoints: full (a resume needs the optimizer and RNG states), even without validation.
+    resumable = sft_config(config, runtime, tmp_path, resumable=True)
+    assert (resumable.save_strategy.value, resumable.save_steps, resumable.save_only_model, resumable.save_total_limit,
+            resumable.restore_callback_states_from_checkpoint) == ("steps", 4, False, 2, True)
     plain = sft_config(make_config(), resolve_runtime(make_config().train, cuda_available=False), tmp_path)
     assert (plain.warmup_steps, plain.lr_scheduler_type.value, plain.max_grad_norm) == (5, "linear", 1.0)
     assert not plain.bf16 and plain.eval_strategy.value == "no"
