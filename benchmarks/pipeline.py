@@ -33,10 +33,10 @@ def stage_seconds(events: list[tuple[float, str]], finished: float) -> dict[str,
     return {stage: round(end - started, 1) for (started, stage), end in zip(events, ends, strict=True)}
 
 
-def run_pipeline(settings: list[str]) -> dict[str, float]:
-    """`dvc exp run --force -S ...`, echoing its output, and the seconds each stage took."""
+def run_pipeline(settings: list[str], force: bool = True) -> dict[str, float]:
+    """`dvc exp run [--force] -S ...`, echoing its output, and the seconds each stage that ran took."""
     # `python -m dvc`: the dvc of this interpreter, wherever its console script was installed.
-    command = [sys.executable, "-m", "dvc", "exp", "run", "--force",
+    command = [sys.executable, "-m", "dvc", "exp", "run", *(["--force"] if force else []),
                *[arg for setting in settings for arg in ("-S", setting)]]
     events: list[tuple[float, str]] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1) as process:

@@ -20,6 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from result_renderers import (  # benchmarks/, beside this script
+    machine_text,
+    render_dedup,
+    render_eval_throughput,
+    render_experiment,
+    render_pipeline,
+    render_scoring_cpu,
+    render_train_throughput,
+    table,
+)
 
 from lab.io import read_json, write_text
 from lab.pipeline_files import stage_flag_path
@@ -27,26 +37,6 @@ from lab.report_tables import length_table, main_table, precision_recall_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
-
-
-def number(value: float, digits: int = 1) -> str:
-    return f"{value:,.{digits}f}"
-
-
-def percent(share: float | None) -> str:
-    return "–" if share is None else f"{100 * share:.1f}%"
-
-
-def machine_text(machine: dict[str, Any]) -> str:
-    """One line: GPU (if any), CPU with its vector extensions, cores, memory, Python and torch."""
-    parts = []
-    if machine.get("gpu"):
-        parts.append(machine["gpu"] + (f" (CUDA {machine['cuda']})" if machine.get("cuda") else ""))
-    extensions = ", ".join(machine.get("vector_extensions", []))
-    parts += [f"{machine['cpu']}{f' ({extensions})' if extensions else ''}, {machine['cores']} cores, "
-              f"{machine['memory_gib']} GiB", f"Python {machine['python']}",
-              f"torch {machine.get('torch', 'not installed')}"]
-    return "; ".join(parts)
 
 
 def provenance_text(path: Path, result: dict[str, Any]) -> str:
@@ -61,125 +51,6 @@ def provenance_text(path: Path, result: dict[str, Any]) -> str:
     return (f"`{path.name}`: `{command}` at {commit}, {result['date'][:10]}, on {machine_text(result['machine'])}.")
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def render_pipeline(result: dict[str, Any]) -> str:
-    """Stage times of one forced `dvc exp run`, and what that run trained and generated."""
-    rows = [[f"`{stage}`", number(seconds)] for stage, seconds in result["stage_seconds"].items()]
-    rows.append(["**all stages**", f"**{number(result['total_seconds'])}**"])
-    train, ran = result["train"], result["train"]["ran"]
-    generation = result["generation"]
-    settings = ", ".join(f"`{setting}`" for setting in result["params_set"]) or "none (params.yaml as committed)"
-    return (f"Params set: {settings}. {result['rows']['train']} training conversations, "
-            f"{result['rows']['eval']} eval examples.\n\n"
-            + table(["Stage (`dvc exp run --force`)", "Seconds"], rows)
-            + f"\n\nTraining: backend `{ran['backend']}` on `{ran['device']}` ({ran['dtype']}, quantization "
-            f"`{ran['quantization']}`), {train['steps']} steps at {number(train['tokens_per_s'])} tokens/s, peak "
-            f"memory {number(train['peak_memory_gib'], 2)} GiB. Generation ({generation['base']['decoder']}): "
-            f"{number(generation['base']['seconds'])} s for the base model, "
-            f"{number(generation['finetuned']['seconds'])} s for the fine-tuned one.")
-
-
-def render_scoring_cpu(result: dict[str, Any]) -> str:
-    steps = result["step_seconds"]
-    sentence = (f"{result['examples']} examples, two models, every metric and the bootstrap: "
-                f"**{number(result['total_seconds'], 2)} s** in all, {number(steps['semantic_model_load'], 2)} s of it "
-                f"loading the embedding model; the compare stage's statistics take "
-                f"{number(steps['compare_stage_all_statistics'], 2)} s. Load average (1 min) before: "
-                f"{result['load_average_1_5_15min']['before'][0]}.")
-    rows = [[f"`{step}`", number(seconds, 3)] for step, seconds in steps.items()]
-    return sentence + "\n\n" + table(["Step", "Seconds"], rows)
-
-
-def train_label(run: dict[str, Any]) -> str:
-    """'Unsloth, padding-free, checkpointing (unsloth)' from what a run records."""
-    backend = {"unsloth": "Unsloth", "hf": "baseline"}.get(run["backend"], run["backend"])
-    batching = "padding-free" if run.get("padding_free") else "padded"
-    if run.get("group_by_length"):
-        batching += ", length-grouped"
-    checkpointing = "no checkpointing"
-    if run.get("checkpointing"):
-        mode = run.get("checkpointing_mode")
-        checkpointing = f"checkpointing ({mode})" if mode else "checkpointing"
-    return f"{backend}, {batching}, {checkpointing}"
-
-
-def render_train_throughput(result: dict[str, Any]) -> str:
-    training, runs = result["training"], result["results"]
-    rows = []
-    for run in runs.values():
-        if "tokens_per_s" in run:
-            rows.append([train_label(run), number(run["tokens_per_s"]), number(run["peak_allocated_gib"], 2),
-                         percent(run.get("mfu_4n")), percent(run.get("mfu_6n"))])
-        else:
-            rows.append([train_label(run) if "backend" in run else run.get("variant", "?"),
-                         f"failed: {str(run.get('error'))[:60]}", "", "", ""])
-    context = (f"{result['model']['parameters']:,} parameters; "
-               f"{training['steps']} optimizer steps per variant, the first {training['warmup_steps_untimed']} "
-               f"untimed; batch {training['batch_size']} × grad-accum {training['grad_accum']}; example lengths "
-               f"{result['data']['distribution']}; bf16 peak assumed {result['peak_bf16_tflops_assumed']} TFLOP/s.")
-    text = context + "\n\n" + table(
-        ["Variant", "tokens/s", "peak GPU memory (GiB)", "MFU (4·N)", "MFU (6·N, full fine-tuning's convention)"],
-        rows)
-    ratios = [f"{train_label(runs[pair[0]])} over {train_label(runs[pair[1]])}: {ratio}×"
-              for key, ratio in result.get("speedups", {}).items() if (pair := key.split("_vs_")) and len(pair) == 2
-              and pair[0] in runs and pair[1] in runs]
-    if ratios:
-        text += "\n\nSame checkpointing setting on both sides:\n\n" + "\n".join(f"- {line}" for line in ratios)
-    return text
-
-
-EVAL_LABELS = {
-    "hf_dynamic_b100": "transformers `generate`, dynamic cache, batch 100",
-    "static_graph_b100": "lab decoder, CUDA graph, batch 100",
-    "static_graph_b50": "lab decoder, CUDA graph, batch 50",
-    "static_eager_b100": "lab decoder without the CUDA graph, batch 100",
-    "one_at_a_time_static_graph": "lab decoder, one prompt at a time",
-    "one_at_a_time_hf_dynamic": "transformers `generate`, one prompt at a time",
-}
-
-DECODE_STEP_LABELS = {"static_graph_b100": "with the CUDA graph", "static_eager_b100": "without it"}
-
-
-def render_eval_throughput(result: dict[str, Any]) -> str:
-    variants = result["variants"]
-    rows = [[EVAL_LABELS.get(name, f"`{name}`"), str(run["sequences"]), number(run["seconds"], 2),
-             number(run["tokens_per_s"]), number(run["first_call_s"], 2) if "first_call_s" in run else "–",
-             number(run["peak_allocated_gib"], 2) if "peak_allocated_gib" in run else "–"]
-            for name, run in variants.items() if isinstance(run, dict) and "tokens_per_s" in run]
-    text = f"{result['parameters']:,} parameters.\n\n" + table(
-        ["Variant", "Sequences", "Seconds (steady)", "new tokens/s", "First call (s)", "Peak GPU memory (GiB)"], rows)
-    fresh = [run["first_call_s"] for run in result.get("fresh_process", {}).get("static_graph_b100", [])
-             if "first_call_s" in run]
-    if len(fresh) >= 2:
-        text += (f"\n\nBase + fine-tuned evaluation (200 generations) as two fresh evaluate processes, first call "
-                 f"each: **{number(fresh[0] + fresh[1])} s** ({number(fresh[0], 2)} + {number(fresh[1], 2)}).")
-    if "decode_step_ms" in variants:
-        steps = ", ".join(f"{ms} ms {DECODE_STEP_LABELS.get(name, name)}"
-                          for name, ms in variants["decode_step_ms"].items())
-        text += f" One decode step at batch 100 (steady time less the prefill's, per new token): {steps}."
-    agreement = variants.get("agreement", {}).get("static_graph_vs_hf_dynamic_b100")
-    if agreement:
-        text += (f" The lab decoder's continuations equal `generate`'s in {percent(agreement['identical'])} of "
-                 f"prompts (mean common prefix {agreement['mean_prefix']} tokens).")
-    return text
-
-
-def render_dedup(result: dict[str, Any]) -> str:
-    """Near-dedup at FineTome's scale: time, memory, and recall and precision on planted copies."""
-    parameters, seconds, memory = result["parameters"], result["seconds"], result["peak_memory_mib"]
-    return (f"{result['rows']:,} conversations with {result['planted']['exact']:,} exact and "
-            f"{result['planted']['near']:,} near copies planted (Jaccard threshold {parameters['threshold']}, "
-            f"{parameters['num_perm']} permutations, {parameters['shingle_words']}-word shingles): "
-            f"**{number(seconds['total'])} s** ({number(seconds['exact'])} exact, {number(seconds['near'])} near), "
-            f"{number(memory['dedup_added'], 0)} MiB added to a peak of {number(memory['process_peak'], 0)} MiB; "
-            f"recall {result['recall']:.4f}, precision {result['precision']:.4f} (load average "
-            f"{result['load_average']['before']} before).")
-
-
 Renderer = Callable[[dict[str, Any]], str]
 # Block name (and result file stem) -> the command that measures it and how its file is shown.
 BLOCKS: dict[str, tuple[str, Renderer]] = {
@@ -188,6 +59,8 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "train_throughput": ("python benchmarks/train_throughput.py", render_train_throughput),
     "eval_throughput": ("python benchmarks/eval_throughput.py", render_eval_throughput),
     "dedup": ("python benchmarks/dedup.py --out benchmarks/results/dedup.json", render_dedup),
+    "data_experiment": ("python benchmarks/experiment_vs_baseline.py --set data.filters.min_answer_words=12 "
+                        "--out benchmarks/results/data_experiment.json", render_experiment),
 }
 
 

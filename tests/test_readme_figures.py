@@ -192,3 +192,22 @@ def test_result_files_must_name_their_script_and_revision(tmp_path: Path) -> Non
     problems = rf.provenance_problems(tmp_path)
     assert len(problems) == 4 and not any("good.json" in p for p in problems)
     assert any("report.md: not a JSON result file" in p for p in problems)
+
+
+def test_experiment_block_shows_the_metrics_diff_and_the_paired_gain(tmp_path: Path) -> None:
+    diff = {"metrics/summary.json": {"validation_loss": {"old": 1.7458, "new": 1.71, "diff": -0.0358},
+                                     "rougeL.finetuned": {"old": 0.2847, "new": 0.3, "diff": 0.0153},
+                                     "rougeL.difference": {"old": 0.0395, "new": 0.0548, "diff": 0.0153},
+                                     "train_seconds": {"old": 340.6, "new": 330.0, "diff": -10.6}}}
+    gain = {"difference": 0.0153, "ci_low": -0.01, "ci_high": 0.04, "p_value": 0.25, "p_value_at_floor": False,
+            "confidence": 0.95}
+    write(tmp_path / "data_experiment.json",
+          {**header("benchmarks/experiment_vs_baseline.py"), "baseline_commit": COMMIT,
+           "params_set": ["data.filters.min_answer_words=12"], "stage_seconds": {"prepare": 9.0, "train": 300.0},
+           "metrics_diff": diff, "gain_over_baseline": {"rougeL": gain}})
+    body = rf.render_block("data_experiment", tmp_path)
+    assert "`dvc exp run -S data.filters.min_answer_words=12` against the baseline `0123456789`" in body
+    assert "reran prepare, train." in body
+    assert "| `validation_loss` | 1.7458 | 1.7100 | -0.0358 |" in body
+    assert "| `rougeL.difference` | 0.0395 | 0.0548 | +0.0153 |" in body and "train_seconds" not in body
+    assert "| rougeL | +0.0153 [-0.0100, +0.0400] | 0.250 |" in body and "(95% bootstrap interval" in body

@@ -1,0 +1,166 @@
+"""How each benchmark's result file reads in the README: one renderer per result, and the number
+formats they share (benchmarks/readme_figures.py puts them into the README's figure blocks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def number(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def percent(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.1f}%"
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    """One line: GPU (if any), CPU with its vector extensions, cores, memory, Python and torch."""
+    parts = []
+    if machine.get("gpu"):
+        parts.append(machine["gpu"] + (f" (CUDA {machine['cuda']})" if machine.get("cuda") else ""))
+    extensions = ", ".join(machine.get("vector_extensions", []))
+    parts += [f"{machine['cpu']}{f' ({extensions})' if extensions else ''}, {machine['cores']} cores, "
+              f"{machine['memory_gib']} GiB", f"Python {machine['python']}",
+              f"torch {machine.get('torch', 'not installed')}"]
+    return "; ".join(parts)
+
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def render_pipeline(result: dict[str, Any]) -> str:
+    """Stage times of one forced `dvc exp run`, and what that run trained and generated."""
+    rows = [[f"`{stage}`", number(seconds)] for stage, seconds in result["stage_seconds"].items()]
+    rows.append(["**all stages**", f"**{number(result['total_seconds'])}**"])
+    train, ran = result["train"], result["train"]["ran"]
+    generation = result["generation"]
+    settings = ", ".join(f"`{setting}`" for setting in result["params_set"]) or "none (params.yaml as committed)"
+    return (f"Params set: {settings}. {result['rows']['train']} training conversations, "
+            f"{result['rows']['eval']} eval examples.\n\n"
+            + table(["Stage (`dvc exp run --force`)", "Seconds"], rows)
+            + f"\n\nTraining: backend `{ran['backend']}` on `{ran['device']}` ({ran['dtype']}, quantization "
+            f"`{ran['quantization']}`), {train['steps']} steps at {number(train['tokens_per_s'])} tokens/s, peak "
+            f"memory {number(train['peak_memory_gib'], 2)} GiB. Generation ({generation['base']['decoder']}): "
+            f"{number(generation['base']['seconds'])} s for the base model, "
+            f"{number(generation['finetuned']['seconds'])} s for the fine-tuned one.")
+
+
+def render_scoring_cpu(result: dict[str, Any]) -> str:
+    steps = result["step_seconds"]
+    sentence = (f"{result['examples']} examples, two models, every metric and the bootstrap: "
+                f"**{number(result['total_seconds'], 2)} s** in all, {number(steps['semantic_model_load'], 2)} s of it "
+                f"loading the embedding model; the compare stage's statistics take "
+                f"{number(steps['compare_stage_all_statistics'], 2)} s. Load average (1 min) before: "
+                f"{result['load_average_1_5_15min']['before'][0]}.")
+    rows = [[f"`{step}`", number(seconds, 3)] for step, seconds in steps.items()]
+    return sentence + "\n\n" + table(["Step", "Seconds"], rows)
+
+
+def train_label(run: dict[str, Any]) -> str:
+    """'Unsloth, padding-free, checkpointing (unsloth)' from what a run records."""
+    backend = {"unsloth": "Unsloth", "hf": "baseline"}.get(run["backend"], run["backend"])
+    batching = "padding-free" if run.get("padding_free") else "padded"
+    if run.get("group_by_length"):
+        batching += ", length-grouped"
+    checkpointing = "no checkpointing"
+    if run.get("checkpointing"):
+        mode = run.get("checkpointing_mode")
+        checkpointing = f"checkpointing ({mode})" if mode else "checkpointing"
+    return f"{backend}, {batching}, {checkpointing}"
+
+
+def render_train_throughput(result: dict[str, Any]) -> str:
+    training, runs = result["training"], result["results"]
+    rows = []
+    for run in runs.values():
+        if "tokens_per_s" in run:
+            rows.append([train_label(run), number(run["tokens_per_s"]), number(run["peak_allocated_gib"], 2),
+                         percent(run.get("mfu_4n")), percent(run.get("mfu_6n"))])
+        else:
+            rows.append([train_label(run) if "backend" in run else run.get("variant", "?"),
+                         f"failed: {str(run.get('error'))[:60]}", "", "", ""])
+    context = (f"{result['model']['parameters']:,} parameters; "
+               f"{training['steps']} optimizer steps per variant, the first {training['warmup_steps_untimed']} "
+               f"untimed; batch {training['batch_size']} × grad-accum {training['grad_accum']}; example lengths "
+               f"{result['data']['distribution']}; bf16 peak assumed {result['peak_bf16_tflops_assumed']} TFLOP/s.")
+    text = context + "\n\n" + table(
+        ["Variant", "tokens/s", "peak GPU memory (GiB)", "MFU (4·N)", "MFU (6·N, full fine-tuning's convention)"],
+        rows)
+    ratios = [f"{train_label(runs[pair[0]])} over {train_label(runs[pair[1]])}: {ratio}×"
+              for key, ratio in result.get("speedups", {}).items() if (pair := key.split("_vs_")) and len(pair) == 2
+              and pair[0] in runs and pair[1] in runs]
+    if ratios:
+        text += "\n\nSame checkpointing setting on both sides:\n\n" + "\n".join(f"- {line}" for line in ratios)
+    return text
+
+
+EVAL_LABELS = {
+    "hf_dynamic_b100": "transformers `generate`, dynamic cache, batch 100",
+    "static_graph_b100": "lab decoder, CUDA graph, batch 100",
+    "static_graph_b50": "lab decoder, CUDA graph, batch 50",
+    "static_eager_b100": "lab decoder without the CUDA graph, batch 100",
+    "one_at_a_time_static_graph": "lab decoder, one prompt at a time",
+    "one_at_a_time_hf_dynamic": "transformers `generate`, one prompt at a time",
+}
+
+DECODE_STEP_LABELS = {"static_graph_b100": "with the CUDA graph", "static_eager_b100": "without it"}
+
+
+def render_eval_throughput(result: dict[str, Any]) -> str:
+    variants = result["variants"]
+    rows = [[EVAL_LABELS.get(name, f"`{name}`"), str(run["sequences"]), number(run["seconds"], 2),
+             number(run["tokens_per_s"]), number(run["first_call_s"], 2) if "first_call_s" in run else "–",
+             number(run["peak_allocated_gib"], 2) if "peak_allocated_gib" in run else "–"]
+            for name, run in variants.items() if isinstance(run, dict) and "tokens_per_s" in run]
+    text = f"{result['parameters']:,} parameters.\n\n" + table(
+        ["Variant", "Sequences", "Seconds (steady)", "new tokens/s", "First call (s)", "Peak GPU memory (GiB)"], rows)
+    fresh = [run["first_call_s"] for run in result.get("fresh_process", {}).get("static_graph_b100", [])
+             if "first_call_s" in run]
+    if len(fresh) >= 2:
+        text += (f"\n\nBase + fine-tuned evaluation (200 generations) as two fresh evaluate processes, first call "
+                 f"each: **{number(fresh[0] + fresh[1])} s** ({number(fresh[0], 2)} + {number(fresh[1], 2)}).")
+    if "decode_step_ms" in variants:
+        steps = ", ".join(f"{ms} ms {DECODE_STEP_LABELS.get(name, name)}"
+                          for name, ms in variants["decode_step_ms"].items())
+        text += f" One decode step at batch 100 (steady time less the prefill's, per new token): {steps}."
+    agreement = variants.get("agreement", {}).get("static_graph_vs_hf_dynamic_b100")
+    if agreement:
+        text += (f" The lab decoder's continuations equal `generate`'s in {percent(agreement['identical'])} of "
+                 f"prompts (mean common prefix {agreement['mean_prefix']} tokens).")
+    return text
+
+
+def render_dedup(result: dict[str, Any]) -> str:
+    """Near-dedup at FineTome's scale: time, memory, and recall and precision on planted copies."""
+    parameters, seconds, memory = result["parameters"], result["seconds"], result["peak_memory_mib"]
+    return (f"{result['rows']:,} conversations with {result['planted']['exact']:,} exact and "
+            f"{result['planted']['near']:,} near copies planted (Jaccard threshold {parameters['threshold']}, "
+            f"{parameters['num_perm']} permutations, {parameters['shingle_words']}-word shingles): "
+            f"**{number(seconds['total'])} s** ({number(seconds['exact'])} exact, {number(seconds['near'])} near), "
+            f"{number(memory['dedup_added'], 0)} MiB added to a peak of {number(memory['process_peak'], 0)} MiB; "
+            f"recall {result['recall']:.4f}, precision {result['precision']:.4f} (load average "
+            f"{result['load_average']['before']} before).")
+
+
+def render_experiment(result: dict[str, Any]) -> str:
+    """One experiment against the committed baseline: `dvc metrics diff`'s headline rows, and the
+    paired gain of the experiment's fine-tuned model over the baseline's on the same eval examples."""
+    diff = next(iter(result["metrics_diff"].values()), {})
+    keys = ["validation_loss"] + [f"{m}.{part}" for m in result["gain_over_baseline"]
+                                  for part in ("finetuned", "difference")]
+    rows = [[f"`{key}`", number(diff[key]["old"], 4), number(diff[key]["new"], 4), f"{diff[key]['diff']:+.4f}"]
+            for key in keys if key in diff]
+    gains = [[metric, f"{test['difference']:+.4f} [{test['ci_low']:+.4f}, {test['ci_high']:+.4f}]",
+              f"{'<' if test['p_value_at_floor'] else ''}{test['p_value']:.3f}"]
+             for metric, test in result["gain_over_baseline"].items()]
+    confidence = round(100 * next(iter(result["gain_over_baseline"].values()))["confidence"])
+    return (f"`dvc exp run {' '.join('-S ' + s for s in result['params_set'])}` against the baseline "
+            f"`{str(result['baseline_commit'])[:10]}`; reran {', '.join(result['stage_seconds'])}.\n\n"
+            f"`dvc metrics diff` (baseline → experiment):\n\n"
+            f"{table(['Metric', 'Baseline', 'Experiment', 'Change'], rows)}"
+            f"\n\nExperiment minus baseline, both fine-tuned, paired over the same eval examples ({confidence}% "
+            f"bootstrap interval, two-sided p):\n\n{table(['Metric', 'Gain', 'p'], gains)}")
