@@ -32,6 +32,7 @@ from result_renderers import (  # benchmarks/, beside this script
 )
 
 from lab.io import read_json, write_text
+from lab.leaderboard_report import MARKDOWN_FILE, PLOT_FILE
 from lab.pipeline_files import stage_flag_path
 from lab.report_tables import length_table, main_table, precision_recall_table
 
@@ -112,8 +113,19 @@ def render_embedded_defaults(repo_root: Path) -> str:
 
 # Blocks rendered from the repository's own files: the committed run's metrics (paths from
 # dvc.yaml) and params.yaml.
+def render_leaderboard(repo_root: Path) -> str:
+    """The committed leaderboard (tools/leaderboard.py's markdown, its headings one level down, and its plot)."""
+    path = repo_root / MARKDOWN_FILE
+    if not path.is_file():
+        return f"Not run yet: `python tools/leaderboard.py` after a sweep writes {MARKDOWN_FILE}.\n"
+    lines = path.read_text().splitlines()[1:]  # its own title: the README's section heading says it
+    body = "\n".join(f"###{line}" if line.startswith("#") else line for line in lines).strip()
+    return f"{body}\n\n![Leaderboard]({PLOT_FILE.as_posix()})\n"
+
+
 METRICS_BLOCKS: dict[str, Callable[[Path], str]] = {"committed_run": render_committed_run,
-                                                     "embedded_defaults": render_embedded_defaults}
+                                                     "embedded_defaults": render_embedded_defaults,
+                                                     "leaderboard": render_leaderboard}
 
 
 def result_files(name: str, results_dir: Path) -> list[Path]:

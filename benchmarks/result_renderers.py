@@ -158,9 +158,13 @@ def render_experiment(result: dict[str, Any]) -> str:
               f"{'<' if test['p_value_at_floor'] else ''}{test['p_value']:.3f}"]
              for metric, test in result["gain_over_baseline"].items()]
     confidence = round(100 * next(iter(result["gain_over_baseline"].values()))["confidence"])
+    clear = [metric for metric, test in result["gain_over_baseline"].items()
+             if test["ci_low"] > 0 or test["ci_high"] < 0]
+    verdict = (f"The interval excludes zero for {', '.join(clear)}." if clear else
+               "No metric's interval excludes zero: the two runs cannot be told apart on this eval sample.")
     return (f"`dvc exp run {' '.join('-S ' + s for s in result['params_set'])}` against the baseline "
             f"`{str(result['baseline_commit'])[:10]}`; reran {', '.join(result['stage_seconds'])}.\n\n"
             f"`dvc metrics diff` (baseline → experiment):\n\n"
             f"{table(['Metric', 'Baseline', 'Experiment', 'Change'], rows)}"
             f"\n\nExperiment minus baseline, both fine-tuned, paired over the same eval examples ({confidence}% "
-            f"bootstrap interval, two-sided p):\n\n{table(['Metric', 'Gain', 'p'], gains)}")
+            f"bootstrap interval, two-sided p):\n\n{table(['Metric', 'Gain', 'p'], gains)}\n\n{verdict}")

@@ -3,6 +3,8 @@ computed from them (lab.leaderboard builds what they show)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lab.leaderboard import (
     MISSING,
     TABLE_METRICS,
@@ -15,6 +17,10 @@ from lab.leaderboard import (
 from lab.report_tables import confidence_percent, interval, p_value
 from lab.scoring import metric_label
 from lab.summary import TRAIN_SECONDS, VALIDATION_LOSS
+
+# Where tools/leaderboard.py writes by default, and the README quotes from.
+MARKDOWN_FILE = Path("metrics/leaderboard.md")
+PLOT_FILE = Path("metrics/leaderboard.png")
 
 
 def survives(board: Leaderboard, entry: Entry) -> bool:

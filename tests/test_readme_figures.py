@@ -211,3 +211,4 @@ def test_experiment_block_shows_the_metrics_diff_and_the_paired_gain(tmp_path: P
     assert "| `validation_loss` | 1.7458 | 1.7100 | -0.0358 |" in body
     assert "| `rougeL.difference` | 0.0395 | 0.0548 | +0.0153 |" in body and "train_seconds" not in body
     assert "| rougeL | +0.0153 [-0.0100, +0.0400] | 0.250 |" in body and "(95% bootstrap interval" in body
+    assert "No metric's interval excludes zero" in body

@@ -111,8 +111,8 @@ def plot(board: leaderboard.Leaderboard, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--markdown", type=Path, default=Path("metrics/leaderboard.md"))
-    parser.add_argument("--plot", type=Path, default=Path("metrics/leaderboard.png"))
+    parser.add_argument("--markdown", type=Path, default=leaderboard_report.MARKDOWN_FILE)
+    parser.add_argument("--plot", type=Path, default=leaderboard_report.PLOT_FILE)
     parser.add_argument("--exp-show-json", type=Path, help="a saved `dvc exp show --json` instead of running it")
     args = parser.parse_args()
     # The pipeline's paths, from dvc.yaml: its one metrics file, and the fine-tuned predictions every run commits.
