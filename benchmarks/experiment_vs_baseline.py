@@ -27,22 +27,18 @@ from lab.config import load_config
 from lab.errors import LabError
 from lab.io import read_jsonl, write_json
 from lab.leaderboard import align
-from lab.pipeline_files import stage_flag_path
+from lab.pipeline_files import committed_rows, stage_flag_path
 from lab.provenance import git_revision, result_header
 from lab.scoring import metric_value
 from lab.stats import paired_bootstrap
 
 
-def committed_rows(path: Path) -> list[dict[str, Any]]:
-    """The per-example rows of `path` as HEAD holds them (the baseline run)."""
-    text = subprocess.run(["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True, check=True).stdout
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def gains_over_baseline(metrics: list[str]) -> dict[str, Any]:
     """Paired bootstrap of the experiment's fine-tuned per-example `metrics` minus the baseline's."""
     predictions = stage_flag_path("evaluate_finetuned", "--predictions")
-    baseline = committed_rows(predictions)
+    baseline = committed_rows("HEAD", predictions.as_posix())
+    if baseline is None:
+        raise LabError(f"HEAD has no {predictions}: commit a run of the pipeline first")
     experiment = align([row["id"] for row in baseline], read_jsonl(predictions))
     if experiment is None:
         raise LabError("the experiment's eval sample is not the baseline's: its scores cannot be paired")

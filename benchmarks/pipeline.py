@@ -23,6 +23,7 @@ from typing import Any
 from lab.io import read_json, write_json
 from lab.pipeline_files import stage_flag_path
 from lab.provenance import result_header
+from lab.summary import TEST_KEYS
 
 STAGE_LINE = re.compile(r"^Running stage '([\w@.-]+)'")
 
@@ -61,7 +62,7 @@ def measured(stages: dict[str, float]) -> dict[str, Any]:
         "train": {key: train[key] for key in ("steps", "tokens_seen", "tokens_per_s", "runtime_s", "peak_memory_gib")}
         | {"ran": train["ran"]},
         "generation": {side: metrics["generation"] for side, metrics in evaluations.items()},
-        "scores": {name: {key: test[key] for key in ("base", "finetuned", "difference", "ci_low", "ci_high", "p_value")}
+        "scores": {name: {key: test[key] for key in TEST_KEYS}
                    for name, test in comparison["metrics"].items()},
         "confidence": comparison["bootstrap"]["confidence"],
     }

@@ -27,7 +27,7 @@ from lab.cli import run_stage
 from lab.config import PARAMS_FILE, LabConfig, load_config
 from lab.errors import LabError
 from lab.io import atomic_open, write_text
-from lab.pipeline_files import metrics_files, stage_flag_path
+from lab.pipeline_files import committed_rows, committed_text, metrics_files, stage_flag_path
 from lab.report_tables import confidence_percent
 from lab.scoring import metric_label
 
@@ -41,18 +41,6 @@ def exp_show(saved: Path | None) -> list[dict[str, Any]]:
     if result.returncode != 0:
         raise LabError(f"`dvc exp show --json` failed: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout)
-
-
-def committed_text(rev: str, path: str) -> str | None:
-    """The file `path` as commit `rev` holds it, or None when that commit has no such file."""
-    result = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return result.stdout if result.returncode == 0 else None
-
-
-def committed_rows(rev: str, path: str) -> list[dict[str, Any]] | None:
-    """The JSON-lines file `path` as commit `rev` holds it, or None when that commit has no such file."""
-    text = committed_text(rev, path)
-    return None if text is None else [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def baseline_config(rev: str) -> LabConfig:
