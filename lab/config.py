@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from lab.config_checks import validate
 from lab.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
@@ -267,117 +267,6 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint in (bool, str) and isinstance(value, hint):
         return value
     raise ConfigError(f"{key}: expected {name}, got {value!r}")
-
-
-def _check(condition: bool, key: str, value: Any, rule: str) -> None:
-    if not condition:
-        raise ConfigError(f"{key}: {value!r} is not allowed; it must be {rule}")
-
-
-def _positive(section: Any, prefix: str, *names: str) -> None:
-    for name in names:
-        _check(getattr(section, name) > 0, f"{prefix}.{name}", getattr(section, name), "positive")
-
-
-def validate(config: LabConfig) -> LabConfig:
-    """Reject impossible values up front, before any stage spends time."""
-    data, builtin, train = config.data, config.data.builtin, config.train
-    _check(0.0 < data.test_size < 1.0, "data.test_size", data.test_size, "in (0, 1)")
-    _check(0.0 < data.dedup.threshold <= 1.0, "data.dedup.threshold", data.dedup.threshold, "a Jaccard in (0, 1]")
-    _positive(data.dedup, "data.dedup", "num_perm", "shingle_words")
-    _positive(data, "data", "eval_examples")
-    _check(data.validation_examples >= 0, "data.validation_examples", data.validation_examples,
-           ">= 0 (0: no validation split)")
-    _check(data.max_train_examples is None or data.max_train_examples > 0, "data.max_train_examples",
-           data.max_train_examples, "positive or null (all)")
-    _validate_filters(data.filters)
-    _validate_mix(data)
-    _positive(builtin, "data.builtin", "max_input_words", "min_words")
-    for name in ("code_examples", "math_examples"):
-        _check(getattr(builtin, name) >= 0, f"data.builtin.{name}", getattr(builtin, name), ">= 0 (0: none)")
-    _check(0.0 <= builtin.closed_share <= 1.0, "data.builtin.closed_share", builtin.closed_share, "in [0, 1]")
-    weights = dataclasses.asdict(builtin.task_weights)
-    _check(all(w >= 0 for w in weights.values()) and sum(weights.values()) > 0, "data.builtin.task_weights",
-           weights, "non-negative with a positive sum")
-    _check(math.isfinite(config.lr) and config.lr > 0, "lr", config.lr, "a finite positive number")
-    _positive(train, "train", "batch_size", "grad_accum", "max_seq_length", "logging_steps", "epochs")
-    _validate_train(config)
-    _positive(config.evaluate, "evaluate", "max_new_tokens", "batch_size", "max_input_tokens")
-    _check(bool(config.evaluate.rouge_types), "evaluate.rouge_types", config.evaluate.rouge_types, "non-empty")
-    _validate_compare(config)
-    return config
-
-
-def _validate_filters(filters: FiltersConfig) -> None:
-    for name in ("min_answer_words", "max_answer_words"):
-        value = getattr(filters, name)
-        _check(value is None or value > 0, f"data.filters.{name}", value, "positive, or null (off)")
-    low, high = filters.min_answer_words, filters.max_answer_words
-    _check(low is None or high is None or low <= high, "data.filters.max_answer_words", high,
-           f">= data.filters.min_answer_words ({low}), or null (off)")
-    _check(filters.min_score is None or math.isfinite(filters.min_score), "data.filters.min_score",
-           filters.min_score, "a finite number, or null (off)")
-    share = filters.max_symbol_share
-    _check(share is None or 0.0 <= share < 1.0, "data.filters.max_symbol_share", share, "in [0, 1), or null (off)")
-    languages = filters.languages
-    _check(languages is None or (bool(languages) and len(set(languages)) == len(languages)),
-           "data.filters.languages", languages, "null (off) or distinct ISO 639 codes (e.g. [en])")
-
-
-def _validate_mix(data: DataConfig) -> None:
-    names = [data.source] + [extra.source for extra in data.mix.extra_sources]
-    _check(len(set(names)) == len(names), "data.mix.extra_sources", names,
-           "distinct sources, none of them data.source")
-    proportions = data.mix.proportions
-    if proportions is not None:
-        values = list(proportions.values())
-        _check(bool(values) and all(v >= 0 for v in values) and sum(values) > 0, "data.mix.proportions",
-               proportions, "null (natural mix) or a non-empty mapping of sources to values >= 0 with a positive sum")
-        kinds = {type(v) for v in values}
-        _check(len(kinds) == 1, "data.mix.proportions", proportions,
-               "all counts (ints, e.g. 100) or all shares (floats, e.g. 0.5 or 1.0), not both")
-        cap = data.max_train_examples
-        _check(not data.mix.counts() or cap is None or sum(values) <= cap, "data.mix.proportions", proportions,
-               f"counts summing to at most data.max_train_examples ({cap}), or set that to null")
-    domains = data.curriculum_domains
-    _check(bool(domains) and len(set(domains)) == len(domains), "data.curriculum_domains", domains,
-           "a non-empty list of distinct sources")
-
-
-def _validate_train(config: LabConfig) -> None:
-    train, lora = config.train, config.train.lora
-    _check(train.warmup_steps >= 0 and (train.warmup_steps < 1 or float(train.warmup_steps).is_integer()),
-           "train.warmup_steps", train.warmup_steps, "a whole number of steps, or a share of all steps in [0, 1)")
-    _check(train.weight_decay >= 0, "train.weight_decay", train.weight_decay, ">= 0")
-    _check(math.isfinite(train.max_grad_norm) and train.max_grad_norm >= 0, "train.max_grad_norm",
-           train.max_grad_norm, ">= 0 (0 turns clipping off)")
-    _positive(train, "train", "scheduler_cycles", "eval_steps")
-    _check(train.scheduler_cycles == 1 or train.lr_scheduler == "cosine_with_restarts", "train.scheduler_cycles",
-           train.scheduler_cycles, "1 unless train.lr_scheduler is cosine_with_restarts")
-    _check(not (train.group_by_length and config.data.order == "curriculum"), "train.group_by_length",
-           train.group_by_length, "false when data.order is curriculum (it would reorder the curriculum)")
-    _check(train.early_stopping_patience is None or train.early_stopping_patience > 0,
-           "train.early_stopping_patience", train.early_stopping_patience, "positive, or null (off)")
-    _check(train.early_stopping_patience is None or config.data.validation_examples > 0,
-           "train.early_stopping_patience", train.early_stopping_patience,
-           "null when data.validation_examples is 0 (early stopping needs a validation split)")
-    _positive(lora, "train.lora", "r", "alpha")
-    _check(0.0 <= lora.dropout < 1.0, "train.lora.dropout", lora.dropout, "in [0, 1)")
-    _check(bool(lora.target_modules), "train.lora.target_modules", lora.target_modules,
-           f"non-empty: module names or the presets {sorted(LORA_PRESETS)}")
-    layers = lora.layers_to_transform
-    _check(layers is None or (bool(layers) and min(layers) >= 0 and len(set(layers)) == len(layers)),
-           "train.lora.layers_to_transform", layers, "null (every layer) or distinct layer indices >= 0")
-
-
-def _validate_compare(config: LabConfig) -> None:
-    compare, ev = config.compare, config.evaluate
-    _positive(compare, "compare", "bootstrap_resamples")
-    _check(0.0 < compare.confidence < 1.0, "compare.confidence", compare.confidence, "in (0, 1)")
-    _check(compare.gallery_examples >= 0, "compare.gallery_examples", compare.gallery_examples, ">= 0")
-    scored = list(ev.rouge_types) + (["semantic"] if ev.semantic_similarity else [])
-    _check(compare.headline_metric in scored, "compare.headline_metric", compare.headline_metric,
-           f"one of the scored metrics {scored}")
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
