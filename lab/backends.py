@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lab.attention import use_packed_attention
 from lab.config import LORA_PRESETS, LabConfig, LoraConfig
 from lab.errors import ConfigError
 from lab.modeling import ensure_pad_token, kbit_config
@@ -90,6 +91,8 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
         kwargs["device_map"] = {"": 0}
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
+    # Padding-free batches attend example by example (lab.attention): the same loss, less compute.
+    use_packed_attention(model)
     if runtime.quantization != "none":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.train.gradient_checkpointing)
     lora = config.train.lora

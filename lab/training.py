@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.attention import ATTENTION_NAME
 from lab.backends import check_lora_targets, load_trainable_model
 from lab.checkpoints import (
     checkpoint_step,
@@ -146,12 +147,13 @@ def _is_padding_free_warning(record: logging.LogRecord) -> bool:
 def _silence_padding_free_warning(model: Any, runtime: Runtime) -> None:
     """Drop trl's padding-free warning where a test proves that batching exact.
 
-    With SDPA, a padding-free batch carries restarting position ids and no attention mask, and
-    transformers builds a block-diagonal causal mask from those ids: no example attends to another.
-    tests/test_training.py proves it on the real model (the padded loss, and a different one for
-    the same tokens as one sequence); tests/test_gpu_training.py does the same through Unsloth.
-    Any other attention implementation keeps the warning."""
-    if runtime.backend == "unsloth" or getattr(model.config, "_attn_implementation", None) == "sdpa":
+    A padding-free batch carries restarting position ids and no attention mask: lab.attention cuts
+    the row at those restarts (and transformers' SDPA would build a block-diagonal causal mask from
+    them), so no example attends to another. tests/test_training.py proves it on the real model (the
+    padded loss, and a different one for the same tokens as one sequence); tests/test_gpu_training.py
+    does the same through Unsloth. Any other attention implementation keeps the warning."""
+    implementation = getattr(model.config, "_attn_implementation", None)
+    if runtime.backend == "unsloth" or implementation in ("sdpa", ATTENTION_NAME):
         logging.getLogger(_TRL_SFT_LOGGER).addFilter(_is_padding_free_warning)
 
 

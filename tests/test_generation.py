@@ -7,7 +7,7 @@ from lab.generation import encode_prompts, generate, resolve_decoder
 
 from .conftest import make_config
 
-# The decoder params as params.yaml sets them (on CPU, "auto" runs transformers' generate).
+# The decoder params as params.yaml sets them ("auto" runs the static decoder, eagerly on CPU).
 DECODER = {"decode": make_config().evaluate.decode, "cuda_graph": make_config().evaluate.cuda_graph}
 
 CONVERSATIONS = [
@@ -66,7 +66,8 @@ def test_static_decoder_matches_transformers_generate(base_model, tokenizer):
 
 
 def test_decoder_choice(base_model):
-    assert resolve_decoder(base_model, "auto") == ("generate", None)  # CPU behaviour unchanged
+    assert resolve_decoder(base_model, "auto") == ("static", None)  # on CPU too: same tokens, faster
+    assert resolve_decoder(base_model, "generate") == ("generate", None)
     assert resolve_decoder(base_model, "static") == ("static", None)
     with pytest.raises(ConfigError, match="auto|generate|static"):
         resolve_decoder(base_model, "beam")

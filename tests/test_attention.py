@@ -1,0 +1,75 @@
+"""Per-example attention for padding-free batches (lab.attention): the same loss and gradients as
+transformers' masked SDPA on the real model, with examples kept apart."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lab.attention import ATTENTION_NAME, example_bounds, use_packed_attention
+from lab.masking import tokenize_conversation
+from tests.conftest import make_config
+from tests.test_training import CONVERSATION
+
+SHORT = [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "Seven."}]
+
+
+def test_example_bounds_cut_a_padding_free_row_at_each_restart():
+    assert example_bounds(torch.tensor([[0, 1, 2, 0, 1, 0]]), 6) == [(0, 3), (3, 5), (5, 6)]
+
+
+@pytest.mark.parametrize("position_ids, length", [
+    (torch.tensor([[0, 1, 2, 3]]), 4),  # one sequence: nothing to cut
+    (torch.tensor([[0, 1, 0, 1], [0, 1, 2, 3]]), 4),  # padded rows, not a padding-free row
+    (torch.tensor([[5, 6, 0, 1]]), 4),  # a row that does not start at 0 (decoding with a cache)
+    (torch.tensor([[0, 1, 0, 1]]), 1),  # ids not matching the queries (one decode step)
+    (None, 4),
+])
+def test_example_bounds_leave_everything_else_to_sdpa(position_ids, length):
+    assert example_bounds(position_ids, length) is None
+
+
+def _packed_batch(tokenizer):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    examples = []
+    for messages in (SHORT, CONVERSATION):
+        row = tokenize_conversation(tokenizer, messages)
+        labels = [t if m else -100 for t, m in zip(row["input_ids"], row["assistant_masks"], strict=True)]
+        examples.append({"input_ids": row["input_ids"], "labels": labels})
+    return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)(examples)
+
+
+def _loss_and_grads(model, batch) -> tuple[float, torch.Tensor]:
+    model.zero_grad()
+    loss = model(**batch, use_cache=False).loss
+    loss.backward()
+    return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_packed_attention_matches_masked_sdpa_in_loss_and_lora_gradients(embedded_model_dir, tokenizer):
+    """The trainable model of the hf backend, on a padding-free batch of two examples: per-example
+    attention gives transformers' block-diagonal SDPA loss and LoRA gradients; the same tokens as ONE
+    sequence (the control: the second example then sees the first) give a different loss."""
+    from lab.backends import load_trainable_model
+    from lab.runtime import resolve_runtime
+
+    config = make_config()
+    model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train))
+    assert model.config._attn_implementation == ATTENTION_NAME  # the backend switched it on
+    batch = _packed_batch(tokenizer)
+    packed_loss, packed_grads = _loss_and_grads(model, batch)
+    model.set_attn_implementation("sdpa")
+    sdpa_loss, sdpa_grads = _loss_and_grads(model, batch)
+    one_sequence = {**batch, "position_ids": torch.arange(batch["input_ids"].shape[1])[None]}
+    control_loss, _ = _loss_and_grads(model, one_sequence)
+    assert abs(packed_loss - sdpa_loss) < 1e-5 * sdpa_loss
+    assert ((packed_grads - sdpa_grads).norm() / sdpa_grads.norm()).item() < 1e-4
+    assert abs(control_loss - sdpa_loss) > 1e-2 * sdpa_loss
+
+
+def test_a_model_not_on_sdpa_is_left_alone(embedded_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, attn_implementation="eager")
+    assert not use_packed_attention(model) and model.config._attn_implementation == "eager"
