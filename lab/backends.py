@@ -67,7 +67,7 @@ def _load_unsloth(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[
     model = FastLanguageModel.get_peft_model(
         model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
         target_modules=lora.modules(), layers_to_transform=lora.layers_to_transform, use_rslora=lora.use_rslora,
-        random_state=config.seed, use_gradient_checkpointing=checkpointing,
+        random_state=config.train_seed, use_gradient_checkpointing=checkpointing,
     )
     if config.model.chat_template:
         from unsloth.chat_templates import get_chat_template
@@ -89,7 +89,7 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
                               "quantization_config": kbit_config(runtime.quantization, dtype)}
     if runtime.device == "cuda":
         kwargs["device_map"] = {"": 0}
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.train_seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
     # Padding-free batches attend example by example (lab.attention): the same loss, less compute.
     use_packed_attention(model)

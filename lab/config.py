@@ -150,6 +150,7 @@ class LoraConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    seed: int | None
     backend: Backend
     quantization: Quantization
     batch_size: int
@@ -204,6 +205,11 @@ class LabConfig:
     train: TrainConfig
     evaluate: EvaluateConfig
     compare: CompareConfig
+
+    @property
+    def train_seed(self) -> int:
+        """The seed of the LoRA initialisation and the training order: train.seed, else seed."""
+        return self.seed if self.train.seed is None else self.train.seed
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:

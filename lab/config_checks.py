@@ -114,6 +114,8 @@ def _validate_train(config: LabConfig) -> None:
 
     _check(bool(lora.target_modules), "train.lora.target_modules", lora.target_modules,
            f"non-empty: module names or the presets {sorted(LORA_PRESETS)}")
+    _check(train.seed is None or 0 <= train.seed < 2**32, "train.seed", train.seed,
+           "null (the top-level seed) or in [0, 2**32)")
     layers = lora.layers_to_transform
     _check(layers is None or (bool(layers) and min(layers) >= 0 and len(set(layers)) == len(layers)),
            "train.lora.layers_to_transform", layers, "null (every layer) or distinct layer indices >= 0")

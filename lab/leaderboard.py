@@ -27,7 +27,9 @@ from lab.stats import paired_bootstrap
 from lab.summary import VALIDATION_LOSS
 
 PARAMS_FILE = "params.yaml"
-SEED_PARAM = "seed"
+# A run that changes only these is a seed replicate of the baseline. train.seed keeps the split and the
+# eval sample (training noise only); the top-level seed also redraws them.
+SEED_PARAMS = ("seed", "train.seed")
 TABLE_METRICS = ("rouge1", "rouge2", "rougeL")
 MISSING = "–"
 
@@ -189,13 +191,18 @@ def _gain(baseline_rows: Sequence[Mapping[str, Any]] | None, rows: Sequence[Mapp
     return paired_bootstrap(values[0], values[1], resamples, seed, confidence), ""
 
 
+def training_seed(params: Mapping[str, Any]) -> Any:
+    """The seed a run trained with: train.seed, else the top-level seed (lab.config.LabConfig.train_seed)."""
+    return params.get("train.seed") if params.get("train.seed") is not None else params.get("seed")
+
+
 def seed_spread(entries: Sequence[Entry], metric: str) -> dict[str, Any] | None:
     """Min, max and sample SD of the baseline's and its seed replicates' fine-tuned `metric` and of its
     difference from the base model; None with fewer than two such runs."""
     members = [e for e in entries if (e.run.is_baseline or e.seed_replicate) and headline(e.run, metric)]
     if len(members) < 2:
         return None
-    spread: dict[str, Any] = {"runs": [(e.run.name, e.run.params.get(SEED_PARAM)) for e in members]}
+    spread: dict[str, Any] = {"runs": [(e.run.name, training_seed(e.run.params)) for e in members]}
     for key in ("finetuned", "difference"):
         values = np.array([headline(e.run, metric)[key] for e in members], dtype=np.float64)
         spread[key] = {"min": float(values.min()), "max": float(values.max()), "sd": float(values.std(ddof=1))}
@@ -215,7 +222,8 @@ def build(runs: Sequence[Run], predictions: Mapping[str, Sequence[Mapping[str, A
     for run in runs:
         changed = {} if run.is_baseline else param_diff(run.params, baseline.params)
         loss = (run.summary or {}).get(VALIDATION_LOSS) if run.problem is None else None
-        entry = Entry(run, changed, None if loss is None else float(loss), set(changed) == {SEED_PARAM})
+        replicate = bool(changed) and set(changed) <= set(SEED_PARAMS)
+        entry = Entry(run, changed, None if loss is None else float(loss), replicate)
         if run.is_baseline:
             entry.gain_note = "baseline"
         elif run.problem is None:

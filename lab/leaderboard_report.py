@@ -87,8 +87,8 @@ def seed_table(board: Leaderboard) -> str:
     spread, label = board.spread, metric_label(board.metric)
     if spread is None:
         return ("No seed replicates of the baseline have results, so seed noise is unknown: "
-                "`dvc exp run --queue -S seed=1,2,3` and `dvc queue start` measure it.")
-    runs = ", ".join(f"{name} (seed {seed})" for name, seed in spread["runs"])
+                "`dvc exp run --queue -S train.seed=1,2` and `dvc queue start` measure it.")
+    runs = ", ".join(f"{name} (training seed {seed})" for name, seed in spread["runs"])
     # In this lab the seed also draws the eval sample: say when the spread includes that noise too.
     resampled = any(e.seed_replicate and e.gain_note.startswith("not comparable") for e in board.entries)
     note = " Their eval samples differ, so the spread holds eval-sample noise as well as training noise." \

@@ -100,3 +100,11 @@ def test_a_missing_key_is_an_error_not_a_silent_default(tmp_path):
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_train_seed_defaults_to_the_top_level_seed_and_reseeds_training_only():
+    assert make_config().train_seed == make_config().seed
+    config = make_config({"train": {"seed": 7}})
+    assert config.train_seed == 7 and config.seed == make_config().seed  # the split keeps its seed
+    with pytest.raises(ConfigError, match=r"train\.seed: -1 is not allowed; it must be null"):
+        make_config({"train": {"seed": -1}})

@@ -115,12 +115,13 @@ def test_validation_picks_the_best_step_and_early_stopping_stops(embedded_model_
 def test_training_params_reach_the_trainer(tmp_path):
     config = make_config({"train": {"lr_scheduler": "cosine_with_restarts", "scheduler_cycles": 3,
                                     "warmup_steps": 0.1, "max_grad_norm": 0.5, "precision": "bf16",
-                                    "eval_steps": 4, "weight_decay": 0.05}, "lr": 1e-4})
+                                    "eval_steps": 4, "weight_decay": 0.05, "seed": 11}, "lr": 1e-4})
     runtime = resolve_runtime(config.train, cuda_available=False)
     args = sft_config(config, runtime, tmp_path, validate=True)
     assert (args.lr_scheduler_type.value, args.lr_scheduler_kwargs) == ("cosine_with_restarts", {"num_cycles": 3})
     assert (args.warmup_steps, args.max_grad_norm, args.learning_rate, args.weight_decay) == (0.1, 0.5, 1e-4, 0.05)
     assert args.bf16 and not args.fp16 and runtime.dtype == "bfloat16"
+    assert (args.seed, args.data_seed) == (11, 11)  # train.seed, not the top-level seed of the split
     assert (args.eval_steps, args.save_steps, args.load_best_model_at_end) == (4, 4, True)
     assert args.metric_for_best_model == "eval_loss" and args.greater_is_better is False
     assert args.save_only_model and args.save_total_limit is None  # adapter weights only: nothing to resume
@@ -131,6 +132,7 @@ def test_training_params_reach_the_trainer(tmp_path):
     plain = sft_config(make_config(), resolve_runtime(make_config().train, cuda_available=False), tmp_path)
     assert (plain.warmup_steps, plain.lr_scheduler_type.value, plain.max_grad_norm) == (5, "linear", 1.0)
     assert not plain.bf16 and plain.eval_strategy.value == "no"
+    assert (plain.seed, plain.data_seed) == (make_config().seed,) * 2  # train.seed null: the top-level seed
 
 
 def test_lora_presets_layers_and_rslora_reach_peft(embedded_model_dir):

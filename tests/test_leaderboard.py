@@ -212,7 +212,8 @@ def test_seed_noise_table_covers_the_baseline_and_its_replicates() -> None:
     assert spread["finetuned"]["sd"] == pytest.approx(statistics.stdev([0.296, 0.30, 0.29]))
     assert spread["difference"]["min"] == 0.035 and spread["difference"]["max"] == 0.05
     text = report.seed_table(result)
-    assert "3 runs: seed-2 (seed 2), main (seed 3407), seed-1 (seed 1). Their eval samples differ" in text
+    assert ("3 runs: seed-2 (training seed 2), main (training seed 3407), seed-1 (training seed 1). "
+            "Their eval samples differ") in text
     sd = statistics.stdev([0.296, 0.30, 0.29])
     assert f"| ROUGE-L, fine-tuned | 0.2900 | 0.3000 | 0.0100 | {sd:.4f} |" in text
     payload = exp_show_payload()
@@ -367,3 +368,17 @@ def test_cli_ranks_real_dvc_experiments(tmp_path: Path) -> None:
     finetuned = [results[name][0]["rougeL"]["finetuned"] for name in ("main", "seed-1", "seed-2")]
     assert (f"| ROUGE-L, fine-tuned | {min(finetuned):.4f} | {max(finetuned):.4f} | "
             f"{max(finetuned) - min(finetuned):.4f} | {statistics.stdev(finetuned):.4f} |") in markdown
+
+
+def test_a_train_seed_replicate_keeps_the_eval_sample_and_is_compared() -> None:
+    """`-S train.seed=N` reseeds training only: the run is a seed replicate whose eval sample is the
+    baseline's, so its gain is paired like any experiment's."""
+    payload = exp_show_payload()
+    replicate = params()
+    replicate["train"] = {**replicate["train"], "seed": 1}
+    payload[1]["experiments"][1] = experiment(rev_entry("b" * 40, "train-seed-1", replicate, compare_json(0.31, 0.05),
+                                                        {"runtime_s": 266.0, "best_validation_loss": 1.31}))
+    by_name = {e.run.name: e for e in board(payload).entries}
+    entry = by_name["train-seed-1"]
+    assert entry.seed_replicate and entry.changed == {"train.seed": 1} and entry.gain is not None
+    assert lb.training_seed(entry.run.params) == 1 and lb.training_seed(by_name["main"].run.params) == SEED
