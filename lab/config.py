@@ -29,6 +29,7 @@ Quantization = Literal["auto", "4bit", "8bit", "none"]
 CheckpointingMode = Literal["unsloth", "plain"]
 OnInvalid = Literal["error", "drop"]
 SameRoleTurns = Literal["merge", "reject"]
+LongSequences = Literal["truncate", "drop"]
 RougeType = Literal["rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum"]
 RougeTokenizer = Literal["default", "whitespace"]
 Decode = Literal["auto", "generate", "static"]
@@ -165,6 +166,7 @@ class TrainConfig:
     precision: Precision
     optimizer: str
     max_seq_length: int
+    long_sequences: LongSequences
     padding_free: bool
     group_by_length: bool
     gradient_checkpointing: bool
