@@ -28,6 +28,8 @@ Backend = Literal["auto", "unsloth", "hf"]
 Quantization = Literal["auto", "4bit", "8bit", "none"]
 CheckpointingMode = Literal["unsloth", "plain"]
 OnInvalid = Literal["error", "drop"]
+SameRoleTurns = Literal["merge", "reject"]
+LongSequences = Literal["truncate", "drop"]
 RougeType = Literal["rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum"]
 RougeTokenizer = Literal["default", "whitespace"]
 Decode = Literal["auto", "generate", "static"]
@@ -123,6 +125,7 @@ class DataConfig:
     filters: FiltersConfig
     dedup: DedupConfig
     on_invalid: OnInvalid
+    same_role_turns: SameRoleTurns
     test_size: float
     eval_examples: int
     validation_examples: int
@@ -164,6 +167,7 @@ class TrainConfig:
     precision: Precision
     optimizer: str
     max_seq_length: int
+    long_sequences: LongSequences
     padding_free: bool
     group_by_length: bool
     gradient_checkpointing: bool

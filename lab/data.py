@@ -1,6 +1,7 @@
-"""Conversation datasets: one adapter per source format into one schema, validation, splits.
+"""Conversation datasets: loading, validation into one schema (lab.rows), dedup, splits, and the
+prepare stage's outputs.
 
-The common schema of a conversation row:
+The common schema of a conversation row (lab.rows):
     {"id": str, "source": str, "score": float | None,
      "messages": [{"role": "system" | "user" | "assistant", "content": str}, ...]}
 An eval example is the history before the last assistant turn plus that turn as reference:
@@ -12,7 +13,7 @@ from __future__ import annotations
 import platform
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,91 +22,16 @@ from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
 from lab.data_stats import SourceLedger, dataset_stats
 from lab.errors import DataError
 from lab.filters import apply_filters
-from lab.formats import FORMATS, conversation_units, resolve_format
+from lab.io import staged_files, write_json, write_jsonl
+from lab.json_rows import read_json_rows
 from lab.mixing import not_sampled, sample, training_rows
 from lab.provenance import package_versions
+from lab.rows import normalize_rows
 
-# ShareGPT speakers and chat roles seen in the wild, mapped to the chat schema.
-ROLE_ALIASES = {
-    "system": "system",
-    "human": "user", "user": "user", "prompter": "user",
-    "gpt": "assistant", "assistant": "assistant", "model": "assistant", "bot": "assistant",
-    "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
-}
+# The prepare stage's outputs: data/<split>.jsonl for each, and the statistics (metrics/data.json).
+SPLITS = ("train", "validation", "test", "eval")
+
 FILE_LOADERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-
-
-class InvalidRow(ValueError):
-    """One row breaks the schema; `reason` is a short, countable category."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-
-
-def normalize_row(row: Any, index: int, data_format: str, default_source: str = "unknown") -> dict[str, Any]:
-    """Convert one raw row in `data_format` (a name in lab.formats.FORMATS) to the common schema, or
-    raise InvalidRow. `index` is the id of a row without one; `default_source` the source of a row without one."""
-    if not isinstance(row, dict):
-        raise InvalidRow("not_a_mapping", f"row is a {type(row).__name__}")
-    adapter = FORMATS[data_format]
-    turns = adapter.turns(row)
-    if turns is None:
-        raise InvalidRow("no_conversation", f"no {' / '.join(map(repr, adapter.columns))} in a {data_format} row")
-    if not turns:
-        raise InvalidRow("no_conversation", "the conversation is empty")
-    messages = []
-    for position, (speaker, text) in enumerate(turns):
-        role = ROLE_ALIASES.get(str(speaker).strip().lower()) if speaker is not None else None
-        if role is None:
-            raise InvalidRow("unknown_role", f"turn {position} has role {speaker!r}")
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidRow("empty_turn", f"turn {position} ({role}) has no text")
-        messages.append({"role": role, "content": text.strip()})
-    first_turn = next((m["role"] for m in messages if m["role"] != "system"), None)
-    if first_turn == "assistant":
-        raise InvalidRow("starts_with_assistant", "the first non-system turn is from the assistant")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise InvalidRow("no_assistant_turn", "no assistant turn to predict")
-    if messages[-1]["role"] != "assistant":
-        raise InvalidRow("last_turn_not_assistant", f"the last turn is from {messages[-1]['role']!r}")
-    # `datasets` fills a column that some rows lack with None, so None means "absent" here.
-    row_id, score = row.get("id"), row.get("score")
-    return {
-        "id": str(index if row_id is None else row_id),
-        "source": str(row.get("source") or default_source),
-        "score": float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
-        "messages": messages,
-    }
-
-
-def normalize_rows(
-    rows: Iterable[Any], on_invalid: str, data_format: str, default_source: str = "unknown"
-) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Normalise every row read in `data_format` ("auto": detected from the first rows' columns, see
-    lab.formats); on_invalid='error' raises one DataError naming all bad rows by reason."""
-    rows = list(rows)
-    name = resolve_format(rows, data_format)
-    units, faults = conversation_units(rows, name)
-    conversations = []
-    rejected = [(fault.label, InvalidRow(fault.reason, fault.detail)) for fault in faults]
-    for index, (label, row) in enumerate(units):
-        try:
-            conversations.append(normalize_row(row, index, name, default_source))
-        except InvalidRow as error:
-            rejected.append((label, error))
-    dropped = Counter(error.reason for _, error in rejected)
-    if dropped and on_invalid == "error":
-        examples: dict[str, list[str]] = {}
-        for label, error in rejected:
-            examples.setdefault(error.reason, []).append(f"{label} ({error})")
-        lines = [f"  {reason}: {count} row(s), e.g. " + "; ".join(examples[reason][:3])
-                 for reason, count in sorted(dropped.items())]
-        raise DataError(
-            f"{sum(dropped.values())} invalid row(s) in the {name} dataset:\n" + "\n".join(lines)
-            + "\nFix the data, or set data.on_invalid: drop to drop and count them."
-        )
-    return conversations, dropped
 
 
 def load_raw_rows(config: DataConfig, seed: int) -> list[Any]:
@@ -124,6 +50,8 @@ def load_source_rows(source: str, config: DataConfig, seed: int, key: str) -> li
         loader = FILE_LOADERS.get(path.suffix.lower())
         if loader is None:
             raise DataError(f"{key}: {path} is not .json, .jsonl or .parquet")
+        if loader == "json":  # read line by line: one bad line is one invalid row (lab.json_rows)
+            return read_json_rows(path, key)
         return _load_with_datasets(loader, data_files=str(path), split="train", what=str(path))
     return _load_with_datasets(source, split=config.hub_split, what=f"Hub dataset {source!r}")
 
@@ -139,10 +67,16 @@ def load_conversations(config: DataConfig, seed: int) -> tuple[list[dict[str, An
     raw_count, dropped = 0, Counter[str]()
     for key, source, data_format, default_source in entries:
         rows = load_source_rows(source, config, seed, key)
+        where = f"{key} ({source})"
         try:
-            found, bad = normalize_rows(rows, config.on_invalid, data_format, default_source)
+            found, bad = normalize_rows(rows, config.on_invalid, data_format, default_source,
+                                        same_role_turns=config.same_role_turns)
         except DataError as error:
-            raise DataError(f"{key} ({source}): {error}" if key != "data.source" else str(error)) from None
+            raise DataError(f"{where}: {error}" if key != "data.source" else str(error)) from None
+        if not found:  # an empty source, or every row dropped: nothing would say so later but a failed split
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(bad.items()))
+            raise DataError(f"{where}: no valid conversation in {len(rows)} row(s)"
+                            + (f"; dropped (data.on_invalid: drop) by reason: {reasons}" if bad else ""))
         conversations += found
         raw_count += len(rows)
         dropped.update(bad)
@@ -278,6 +212,18 @@ def prepare(config: LabConfig) -> dict[str, Any]:
         # The builtin rows depend on the docstrings, i.e. on these versions.
         stats["builtin_versions"] = {"python": platform.python_version(), **package_versions(data.builtin.packages)}
     return {"train": train, "validation": validation, "test": test, "eval": eval_examples, "stats": stats}
+
+
+def run_prepare(config: LabConfig, data_dir: Path, metrics: Path) -> dict[str, Any]:
+    """The prepare stage: `prepare`, then data_dir/<split>.jsonl for each of SPLITS and the statistics
+    at `metrics`, all or none: every file is written beside its path and renamed over it only once all
+    are written, so a run that fails (bad data, a full disk) leaves the previous outputs as they were."""
+    result = prepare(config)
+    with staged_files() as open_staged:
+        for split in SPLITS:
+            write_jsonl(data_dir / f"{split}.jsonl", result[split], open_staged)
+        write_json(metrics, result["stats"], open_staged)
+    return result
 
 
 def _hold_out_validation(train_all: list[dict[str, Any]], test_count: int, data: DataConfig,

@@ -18,6 +18,7 @@ from types import ModuleType
 
 from lab.config import BuiltinConfig, TaskWeights
 from lab.docparse import ParsedDoc, cap_words, fit_words, parse_docstring, sentences
+from lab.errors import DataError
 
 # Explicit submodules for big packages: a pkgutil walk would import deprecated, internal or slow modules
 # (numpy.distutils, numpy.matlib, pandas.core...). Other packages get their public top-level submodules.
@@ -126,11 +127,21 @@ def _quietly(call: Callable[..., object], *args: object) -> object:
         return None
 
 
+def _import_package(package: str) -> ModuleType:
+    """The package named in data.builtin.packages; DataError naming it when it does not import (a
+    misspelled or missing package would otherwise give no rows, silently)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(package)
+    except Exception as error:  # ModuleNotFoundError, or whatever the package raises while importing
+        raise DataError(f"data.builtin.packages: {package!r} cannot be imported ({type(error).__name__}: "
+                        f"{error}); check its spelling, or install it") from None
+
+
 def _modules(package: str) -> list[ModuleType]:
     """The package itself plus its commonly used public submodules, in name order."""
-    root = _quietly(importlib.import_module, package)
-    if root is None:
-        return []
+    root = _import_package(package)
     names = [f"{package}.{sub}" for sub in SUBMODULES.get(package, ())]
     if package not in SUBMODULES and hasattr(root, "__path__"):
         names += [info.name for info in pkgutil.iter_modules(root.__path__, f"{package}.")]

@@ -13,13 +13,14 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, NamedTuple
 
 from lab.errors import DataError
 
 AUTO = "auto"
 # A dataset loaded through `datasets` gives every row all of the table's columns, so a few rows show
-# the schema; reading more than the first keeps one malformed row from hiding it.
+# the schema; reading more than the first (and only rows that are mappings) keeps malformed rows from hiding it.
 DETECTION_ROWS = 100
 # OpenAssistant calls the user "prompter".
 OASST_ROLES = {"prompter": "user", "assistant": "assistant"}
@@ -42,7 +43,32 @@ class RowFault(NamedTuple):
     detail: str
 
 
+class UnreadableRow(NamedTuple):
+    """A row that could not be read at all (a line of a JSON Lines file that is not JSON), kept in
+    its place among the rows so that it is counted like an invalid row and row numbers stay true."""
+
+    reason: str
+    detail: str
+
+
 Grouping = tuple[list[Unit], list[RowFault]]
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """repr(value) cut to `limit` characters, for error messages about hostile data (a megabyte-long
+    role must not make a megabyte-long message); repr also escapes control characters and surrogates."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def unusable(row: Any) -> tuple[str, str] | None:
+    """The (reason, detail) of a row that is no mapping of columns at all (unreadable, or a bare
+    value), or None for a mapping, which the format's adapter then reads."""
+    if isinstance(row, UnreadableRow):
+        return row.reason, row.detail
+    if not isinstance(row, Mapping):
+        return "not_a_mapping", f"row is a {type(row).__name__}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -101,11 +127,22 @@ def _alpaca_turns(row: Mapping[str, Any]) -> list[Turn] | None:
     return [("user", instruction), ("assistant", output)]
 
 
+def _rank_value(rank: Any) -> float | None:
+    """A sibling's rank as a float, None when unranked (null, NaN or not a number); an integer too
+    large for a float ranks as infinite, on its side, instead of failing the conversion."""
+    if isinstance(rank, bool) or not isinstance(rank, (int, float)):
+        return None
+    try:
+        value = float(rank)
+    except OverflowError:
+        return math.inf if rank > 0 else -math.inf
+    return None if math.isnan(value) else value
+
+
 def _rank_order(message: Mapping[str, Any]) -> tuple[bool, float, str]:
     """Sort key of sibling replies: lowest rank first, unranked (null or NaN) last, ties by message_id."""
-    rank = message.get("rank")
-    ranked = isinstance(rank, (int, float)) and not isinstance(rank, bool) and not math.isnan(rank)
-    return (not ranked, float(rank) if ranked else 0.0, str(message["message_id"]))
+    rank = _rank_value(message.get("rank"))
+    return (rank is None, 0.0 if rank is None else rank, str(message["message_id"]))
 
 
 def _index_messages(rows: Sequence[Any]) -> tuple[dict[str, Mapping[str, Any]], dict[str, int], list[RowFault]]:
@@ -115,12 +152,12 @@ def _index_messages(rows: Sequence[Any]) -> tuple[dict[str, Mapping[str, Any]], 
     faults = []
     for index, row in enumerate(rows):
         label = f"row {index}"
-        if not isinstance(row, Mapping):
-            faults.append(RowFault(label, "not_a_mapping", f"row is a {type(row).__name__}"))
+        if (fault := unusable(row)) is not None:
+            faults.append(RowFault(label, *fault))
         elif row.get("message_id") in (None, ""):
             faults.append(RowFault(label, "no_message_id", "the message has no message_id"))
         elif str(row["message_id"]) in messages:
-            faults.append(RowFault(label, "duplicate_message_id", f"message {row['message_id']} appears twice"))
+            faults.append(RowFault(label, "duplicate_message_id", f"message {brief(row['message_id'])} appears twice"))
         else:
             messages[str(row["message_id"])] = row
             row_of[str(row["message_id"])] = index
@@ -178,10 +215,12 @@ def group_oasst(rows: Sequence[Any]) -> Grouping:
         root = messages[root_id]
         tree_id = str(root.get("message_tree_id") or root_id)
         turns = [{"role": _chat_role(m.get("role")), "content": m.get("text")} for m in _best_path(root, replies)]
-        units.append(Unit(f"tree {tree_id}", {"id": tree_id, "source": root.get("source"), "messages": turns}))
+        # The label goes into error messages: a tree id of odd characters is quoted (and escaped) there.
+        label = f"tree {tree_id if tree_id.isprintable() and len(tree_id) <= 60 else brief(tree_id)}"
+        units.append(Unit(label, {"id": tree_id, "source": root.get("source"), "messages": turns}))
     for message_id in sorted(messages.keys() - _descendants(roots, replies), key=row_of.__getitem__):
         faults.append(RowFault(f"row {row_of[message_id]}", "orphan_message",
-                               f"message {message_id} does not lead up to a root message (parent_id null)"))
+                               f"message {brief(message_id)} does not lead up to a root message (parent_id null)"))
     return units, faults
 
 
@@ -237,9 +276,8 @@ def resolve_format(rows: Sequence[Any], data_format: str) -> str:
             raise DataError(f"data.format: unknown format {data_format!r}; known: {AUTO}, {', '.join(FORMATS)}")
         return data_format
     columns: set[str] = set()
-    for row in rows[:DETECTION_ROWS]:
-        if isinstance(row, Mapping):
-            columns.update(row)
+    for row in islice((row for row in rows if isinstance(row, Mapping)), DETECTION_ROWS):
+        columns.update(row)
     return detect_format(columns)
 
 

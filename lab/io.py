@@ -6,8 +6,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,14 +29,45 @@ def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
-def write_json(path: Path | str, payload: Any) -> None:
-    with atomic_open(path) as handle:
+# How a writer opens its file: atomic_open, or the opener of a `staged_files` block.
+Opener = Callable[[Path], AbstractContextManager[IO[str]]]
+
+
+@contextmanager
+def staged_files() -> Iterator[Opener]:
+    """Several files written all or none: each file opened through the yielded opener is written beside
+    its path, and all are renamed over their paths only when the block ends without an error; an
+    error removes them all, so the old files stay as they were (a stage's outputs stay consistent)."""
+    staged: list[tuple[str, Path]] = []
+
+    @contextmanager
+    def open_staged(path: Path) -> Iterator[IO[str]]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        staged.append((tmp, path))
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    try:
+        yield open_staged
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path | str, payload: Any, opener: Opener = atomic_open) -> None:
+    with opener(Path(path)) as handle:
         json.dump(payload, handle, indent=2, sort_keys=False, ensure_ascii=False)
         handle.write("\n")
 
 
-def write_jsonl(path: Path | str, rows: Iterable[dict[str, Any]]) -> None:
-    with atomic_open(path) as handle:
+def write_jsonl(path: Path | str, rows: Iterable[dict[str, Any]], opener: Opener = atomic_open) -> None:
+    with opener(Path(path)) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 

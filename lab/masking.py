@@ -43,14 +43,22 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> dic
 
 
 def tokenize_for_training(
-    tokenizer: Any, conversations: list[dict[str, Any]], max_seq_length: int
+    tokenizer: Any, conversations: list[dict[str, Any]], max_seq_length: int, long_sequences: str,
+    split: str = "training",
 ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
-    """Tokenize and truncate to max_seq_length up front (padding-free batching needs it);
-    an example left with no assistant token is dropped and counted."""
-    rows, stats = [], {"examples": 0, "truncated": 0, "dropped_no_loss_tokens": 0, "tokens": 0, "loss_tokens": 0}
+    """Tokenize, and fit each example to max_seq_length up front (padding-free batching needs it): a
+    longer one is truncated or dropped (train.long_sequences), and either way counted. An example left
+    with no assistant token (its answers all past the cut) is dropped and counted: it would train on an
+    empty loss. `split` names the rows in the error raised when none is left."""
+    rows = []
+    stats = {"examples": 0, "truncated": 0, "dropped_too_long": 0, "dropped_no_loss_tokens": 0, "tokens": 0,
+             "loss_tokens": 0}
     for conversation in conversations:
         row = tokenize_conversation(tokenizer, conversation["messages"])
         if len(row["input_ids"]) > max_seq_length:
+            if long_sequences == "drop":
+                stats["dropped_too_long"] += 1
+                continue
             stats["truncated"] += 1
             row = {key: values[:max_seq_length] for key, values in row.items()}
         if not any(row["assistant_masks"]):
@@ -62,6 +70,8 @@ def tokenize_for_training(
         stats["loss_tokens"] += sum(row["assistant_masks"])
     if not rows:
         raise ConfigError(
-            f"no training example has an assistant token within train.max_seq_length={max_seq_length}"
+            f"no {split} example has an assistant token within train.max_seq_length={max_seq_length} "
+            f"(train.long_sequences={long_sequences}; {stats['dropped_too_long']} dropped as too long, "
+            f"{stats['dropped_no_loss_tokens']} with no assistant token left after the cut)"
         )
     return rows, stats

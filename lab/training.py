@@ -26,7 +26,7 @@ from lab.checkpoints import (
     run_fingerprint,
     save_args,
 )
-from lab.config import LabConfig, as_dict
+from lab.config import LabConfig, TrainConfig, as_dict
 from lab.masking import tokenize_for_training
 from lab.modeling import no_library_progress_bars
 from lab.runtime import Runtime, peak_memory_gib, resolve_runtime
@@ -233,14 +233,12 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
     resume_from = prepare_checkpoints(checkpoint_dir, fingerprint)
     with no_library_progress_bars():
         model, tokenizer = load_trainable_model(base_dir, config, runtime)
-        rows, token_stats = tokenize_for_training(tokenizer, conversations, config.train.max_seq_length)
-        validation_rows = tokenize_for_training(tokenizer, validation, config.train.max_seq_length)[0] if validation \
-            else []
+        rows, validation_rows, token_stats = tokenize_splits(tokenizer, conversations, validation, config.train)
         live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
         figures = run_training(model, tokenizer, rows, validation_rows, config, runtime, checkpoint_dir,
                                callbacks=[live_callback(live)], resume_from=resume_from)
     mark_finished(checkpoint_dir, fingerprint)
-    tokens_seen = int(token_stats["tokens"] * config.train.epochs)
+    tokens_seen = int(token_stats["train"]["tokens"] * config.train.epochs)
     # This session's share of the tokens (by steps, after a resume) over this session's time.
     session_share = 1 - (figures["resumed_from_step"] or 0) / max(figures["steps"], 1)
     metrics = {
@@ -248,10 +246,22 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
         "tokens_seen": tokens_seen,
         "tokens_per_s": round(tokens_seen * session_share / figures["runtime_s"], 1) if figures["runtime_s"] else None,
         "peak_memory_gib": peak_memory_gib(runtime.device),
-        "data": token_stats,
+        "data": token_stats["train"],
+        "validation_data": token_stats["validation"],
         "ran": _what_ran(config, runtime),
     }
     return model, tokenizer, metrics
+
+
+def tokenize_splits(tokenizer: Any, conversations: list[dict[str, Any]], validation: list[dict[str, Any]],
+                    train: TrainConfig) -> tuple[list[dict], list[dict], dict[str, dict[str, int] | None]]:
+    """The training and validation rows tokenized and fitted to train.max_seq_length by
+    train.long_sequences (lab.masking), and the counts of each (validation: None without one)."""
+    rows, stats = tokenize_for_training(tokenizer, conversations, train.max_seq_length, train.long_sequences)
+    validation_rows, validation_stats = (
+        tokenize_for_training(tokenizer, validation, train.max_seq_length, train.long_sequences, "validation")
+        if validation else ([], None))
+    return rows, validation_rows, {"train": stats, "validation": validation_stats}
 
 
 def _what_ran(config: LabConfig, runtime: Runtime) -> dict[str, Any]:
@@ -264,5 +274,6 @@ def _what_ran(config: LabConfig, runtime: Runtime) -> dict[str, Any]:
               else f"{train.warmup_steps:.1%} of steps")
     return {**runtime.as_dict(), "optimizer": train.optimizer, "lr_scheduler": train.lr_scheduler,
             "warmup": warmup, "max_grad_norm": train.max_grad_norm, "padding_free": train.padding_free,
+            "max_seq_length": train.max_seq_length, "long_sequences": train.long_sequences,
             "group_by_length": train.group_by_length, "gradient_checkpointing": checkpointing,
             "lora": {**as_dict(train.lora), "modules": train.lora.modules()}}

@@ -1,7 +1,7 @@
 """Stage prepare: load the conversation dataset, validate it, split it, draw the eval sample.
 
 Writes the train, validation, test and eval splits (history as input, last assistant turn as reference)
-and the dataset statistics.
+and the dataset statistics, all or none: a failed run leaves the previous outputs untouched.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from pathlib import Path
 
 from lab.cli import run_stage
 from lab.config import load_config
-from lab.data import prepare
-from lab.io import write_json, write_jsonl
+from lab.data import run_prepare
 
 
 def main() -> None:
@@ -20,10 +19,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="where train/validation/test/eval.jsonl go")
     parser.add_argument("--metrics", type=Path, required=True, help="the dataset statistics (JSON)")
     args = parser.parse_args()
-    result = prepare(load_config())
-    for split in ("train", "validation", "test", "eval"):
-        write_jsonl(args.data_dir / f"{split}.jsonl", result[split])
-    write_json(args.metrics, result["stats"])
+    result = run_prepare(load_config(), args.data_dir, args.metrics)
     print(f"prepare: {result['stats']['rows']}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.builtin_code import build_code_conversations, calls_name, code_blocks, doctest_to_code, purpose
+from lab.errors import DataError
 
 PACKAGES = ["numpy", "json", "collections", "statistics"]
 MIN_WORDS = 25
@@ -166,4 +167,5 @@ def test_build_from_a_module_object(monkeypatch: pytest.MonkeyPatch) -> None:
                                              "clamp([], 0, 1)  # nothing to clamp\n# -> []\n```"}]},
     ]
     assert build_code_conversations(["fake_code_pkg"], 500, None, SEED) == []
-    assert build_code_conversations(["no_such_package_for_code"], 10, None, SEED) == []
+    with pytest.raises(DataError, match="data.builtin.packages: 'no_such_package_for_code' cannot be imported"):
+        build_code_conversations(["no_such_package_for_code"], 10, None, SEED)

@@ -80,6 +80,8 @@ def test_lr_written_by_dvc_exp_set_is_parsed_as_a_float(tmp_path):
         ({"data": {"builtin": {"closed_share": 2}}}, "data.builtin.closed_share: 2.0 is not allowed"),
         ({"data": {"on_invalid": "skip"}}, "data.on_invalid: 'skip' is not allowed; allowed: error|drop"),
         ({"data": {"answer_format": "xml"}}, "data.answer_format: 'xml' is not allowed; allowed: keep|steps|json"),
+        ({"data": {"same_role_turns": "join"}}, "data.same_role_turns: 'join' is not allowed; allowed: merge|reject"),
+        ({"train": {"long_sequences": "skip"}}, "train.long_sequences: 'skip' is not allowed; allowed: truncate|drop"),
     ],
 )
 def test_bad_params_fail_with_a_message_naming_the_key_the_value_and_what_is_allowed(overrides, message):

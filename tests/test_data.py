@@ -2,15 +2,9 @@ import json
 
 import pytest
 
-from lab.data import (
-    load_raw_rows,
-    normalize_row,
-    normalize_rows,
-    sample,
-    split_conversations,
-    to_eval_example,
-)
+from lab.data import load_raw_rows, sample, split_conversations, to_eval_example
 from lab.errors import DataError
+from lab.rows import normalize_row, normalize_rows
 
 from .conftest import make_config
 
@@ -28,7 +22,7 @@ SHAREGPT = {
 
 
 def test_sharegpt_row_normalises_to_chat_messages_keeping_source_and_score():
-    row = normalize_row(SHAREGPT, 7, "sharegpt")
+    row = normalize_row(SHAREGPT, 7, "sharegpt", same_role_turns="merge")
     assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant", "user", "assistant"]
     assert row["messages"][-1]["content"] == "6"
     assert (row["id"], row["source"], row["score"]) == ("7", "math", 4.5)
@@ -36,7 +30,7 @@ def test_sharegpt_row_normalises_to_chat_messages_keeping_source_and_score():
 
 def test_chat_messages_and_role_aliases_are_accepted():
     row = normalize_row({"messages": [{"role": "prompter", "content": "hi"}, {"role": "model", "content": "yo"}]},
-                        0, "messages")
+                        0, "messages", same_role_turns="merge")
     assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
     assert row["source"] == "unknown" and row["score"] is None
 
@@ -56,7 +50,8 @@ def test_chat_messages_and_role_aliases_are_accepted():
     ],
 )
 def test_each_kind_of_malformed_row_is_rejected_with_its_reason(row, reason):
-    conversations, dropped = normalize_rows([SHAREGPT, row], on_invalid="drop", data_format="auto")
+    conversations, dropped = normalize_rows([SHAREGPT, row], on_invalid="drop", data_format="auto",
+                                            same_role_turns="merge")
     assert len(conversations) == 1
     assert dropped == {reason: 1}
 
@@ -64,7 +59,7 @@ def test_each_kind_of_malformed_row_is_rejected_with_its_reason(row, reason):
 def test_invalid_rows_raise_one_error_that_counts_and_names_them():
     rows = [SHAREGPT, {"conversations": []}, SHAREGPT, {"conversations": [{"from": "x", "value": "y"}]}, {}]
     with pytest.raises(DataError) as error:
-        normalize_rows(rows, on_invalid="error", data_format="auto")
+        normalize_rows(rows, on_invalid="error", data_format="auto", same_role_turns="merge")
     message = str(error.value)
     assert "3 invalid row(s)" in message
     assert "no_conversation: 2 row(s)" in message and "row 1" in message and "row 4" in message
@@ -101,7 +96,7 @@ def test_sample_is_seeded_and_keeps_order():
 
 
 def test_eval_example_is_history_plus_last_assistant_turn():
-    example = to_eval_example(normalize_row(SHAREGPT, 0, "sharegpt"))
+    example = to_eval_example(normalize_row(SHAREGPT, 0, "sharegpt", same_role_turns="merge"))
     assert [m["content"] for m in example["input"]] == ["Be brief.", "What is 2+2?", "4", "And 3+3?"]
     assert example["reference"] == "6"
 
@@ -119,7 +114,8 @@ def test_local_files_load_through_datasets(tmp_path, suffix):
     else:
         frame.to_parquet(path)
     rows = load_raw_rows(make_config({"data": {"source": str(path)}}).data, 0)
-    assert [normalize_row(r, i, "sharegpt")["messages"][-1]["content"] for i, r in enumerate(rows)] == ["6", "6"]
+    assert [normalize_row(r, i, "sharegpt", same_role_turns="merge")["messages"][-1]["content"]
+            for i, r in enumerate(rows)] == ["6", "6"]
 
 
 def test_missing_local_file_is_named(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from lab.config import BuiltinConfig
 from lab.docparse import parse_docstring
 from lab.docstrings import _inherited, _normalise, build_docstring_conversations, make_conversation
+from lab.errors import DataError
 from lab.provenance import package_versions
 
 from .conftest import make_config
@@ -159,8 +160,11 @@ def test_package_versions() -> None:
     assert versions["json"] == f"python-{sys.version.split()[0]}"
 
 
-def test_missing_package_gives_no_rows() -> None:
-    assert build_docstring_conversations(builtin(packages=["no_such_package_for_docstrings"])) == []
+def test_a_misspelled_package_is_an_error_naming_it() -> None:
+    # It used to give no rows: a typo in data.builtin.packages silently shrank the dataset.
+    with pytest.raises(DataError, match=r"data.builtin.packages: 'nmupy' cannot be imported "
+                                        r"\(ModuleNotFoundError: No module named 'nmupy'\); check its spelling"):
+        build_docstring_conversations(builtin(packages=["json", "nmupy"]))
 
 
 def scale(values, factor=1.0, *, clip=None):

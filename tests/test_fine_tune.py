@@ -65,6 +65,8 @@ def test_fine_tune_trains_logs_the_loss_curve_and_shows_one_progress_bar(
     assert metrics["steps"] == 2 and metrics["data"]["examples"] == 4
     assert metrics["tokens_seen"] == metrics["data"]["tokens"] > metrics["data"]["loss_tokens"] > 0
     assert metrics["ran"]["backend"] == "hf" and metrics["ran"]["padding_free"] is True
+    assert metrics["ran"]["long_sequences"] == "truncate" and metrics["validation_data"] is None
+    assert metrics["data"]["truncated"] == metrics["data"]["dropped_too_long"] == 0
     assert metrics["train_loss"] > 0 and metrics["loss_first_quarter"] is not None
     assert (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").is_file()
     assert hasattr(model, "peft_config") and tokenizer.pad_token is not None
@@ -96,6 +98,7 @@ def test_validation_picks_the_best_step_and_early_stopping_stops(embedded_model_
     assert metrics["best_validation_loss"] == min(losses) and metrics["best_step"] == best_step
     assert metrics["stop_reason"] == "early_stopping" and metrics["steps"] == best_step + 2 < 12
     assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
+    assert metrics["validation_data"]["examples"] == 2 and metrics["data"]["examples"] == 24
     # The returned model is the best step's: its validation loss is the recorded best.
     rows = [tokenize_conversation(tokenizer, c["messages"]) for c in validation]
     model.eval()

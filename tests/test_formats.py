@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from lab.data import load_raw_rows, normalize_row, normalize_rows
+from lab.data import load_raw_rows
 from lab.errors import DataError
 from lab.formats import FORMATS, detect_format, oasst_conversations
+from lab.rows import normalize_row, normalize_rows
 
 from .conftest import make_config
 
@@ -108,25 +109,27 @@ def contents(conversation):
 @pytest.mark.parametrize(("name", "row", "expected"), SINGLE_ROW_CASES)
 def test_each_format_is_detected_from_its_real_columns_and_normalised_exactly(name, row, expected):
     assert detect_format(row) == name
-    (conversation,), dropped = normalize_rows([row], on_invalid="error", data_format="auto")
+    (conversation,), dropped = normalize_rows([row], on_invalid="error", data_format="auto", same_role_turns="merge")
     assert not dropped
     assert [m["role"] for m in conversation["messages"]] == ["user", "assistant"]
     assert contents(conversation) == expected
-    assert conversation == normalize_row(row, 0, name)
+    assert conversation == normalize_row(row, 0, name, same_role_turns="merge")
 
 
 def test_sharegpt_keeps_source_and_score_and_others_take_the_default_source():
-    assert normalize_row(SHAREGPT, 3, "sharegpt", "fallback")["source"] == "infini-instruct-top-500k"
-    assert normalize_row(SHAREGPT, 3, "sharegpt")["score"] == 5.212620735168457
-    conversations, _ = normalize_rows([GSM8K, GSM8K], on_invalid="error", data_format="auto", default_source="gsm8k")
+    assert (normalize_row(SHAREGPT, 3, "sharegpt", "fallback", same_role_turns="merge")["source"]
+            == "infini-instruct-top-500k")
+    assert normalize_row(SHAREGPT, 3, "sharegpt", same_role_turns="merge")["score"] == 5.212620735168457
+    conversations, _ = normalize_rows([GSM8K, GSM8K], on_invalid="error", data_format="auto", default_source="gsm8k",
+                                      same_role_turns="merge")
     assert [(c["id"], c["source"], c["score"]) for c in conversations] == [("0", "gsm8k", None), ("1", "gsm8k", None)]
-    assert normalize_row(GSM8K, 0, "question_answer")["source"] == "unknown"
+    assert normalize_row(GSM8K, 0, "question_answer", same_role_turns="merge")["source"] == "unknown"
 
 
 def test_alpaca_without_input_is_the_instruction_alone():
     row = {"instruction": "Create an array of length 5 which contains all even numbers between 1 and 10.",
            "input": "", "output": "arr = [2, 4, 6, 8, 10]"}
-    assert contents(normalize_row(row, 0, "alpaca")) == [row["instruction"], row["output"]]
+    assert contents(normalize_row(row, 0, "alpaca", same_role_turns="merge")) == [row["instruction"], row["output"]]
 
 
 def test_ambiguous_columns_name_the_matching_formats_and_every_known_one():
@@ -140,7 +143,8 @@ def test_ambiguous_columns_name_the_matching_formats_and_every_known_one():
 
 def test_unknown_columns_are_listed_with_the_known_formats_and_their_columns():
     with pytest.raises(DataError) as error:
-        normalize_rows([{"prompt": "a", "completion": "b"}], on_invalid="drop", data_format="auto")
+        normalize_rows([{"prompt": "a", "completion": "b"}], on_invalid="drop", data_format="auto",
+                       same_role_turns="merge")
     message = str(error.value)
     assert "match no known format" in message and "Columns found: completion, prompt" in message
     for name, adapter in FORMATS.items():
@@ -151,18 +155,19 @@ def test_unknown_columns_are_listed_with_the_known_formats_and_their_columns():
 def test_an_explicit_format_settles_an_ambiguous_schema():
     row = {**CHAT, "conversations": [{"from": "human", "value": "other"}, {"from": "gpt", "value": "thread"}]}
     with pytest.raises(DataError, match="several formats"):
-        normalize_rows([row], on_invalid="error", data_format="auto")
-    (conversation,), _ = normalize_rows([row], on_invalid="error", data_format="messages")
-    assert contents(conversation) == contents(normalize_row(CHAT, 0, "messages"))
+        normalize_rows([row], on_invalid="error", data_format="auto", same_role_turns="merge")
+    (conversation,), _ = normalize_rows([row], on_invalid="error", data_format="messages", same_role_turns="merge")
+    assert contents(conversation) == contents(normalize_row(CHAT, 0, "messages", same_role_turns="merge"))
 
 
 def test_an_unknown_format_name_is_refused():
     with pytest.raises(DataError, match="unknown format 'csv'; known: auto, sharegpt"):
-        normalize_rows([GSM8K], on_invalid="error", data_format="csv")
+        normalize_rows([GSM8K], on_invalid="error", data_format="csv", same_role_turns="merge")
 
 
 def test_detection_looks_past_a_malformed_first_row():
-    conversations, dropped = normalize_rows(["junk", {}, GSM8K], on_invalid="drop", data_format="auto")
+    conversations, dropped = normalize_rows(["junk", {}, GSM8K], on_invalid="drop", data_format="auto",
+                                            same_role_turns="merge")
     assert contents(conversations[0]) == [GSM8K["question"], GSM8K["answer"]]
     assert dropped == {"not_a_mapping": 1, "no_conversation": 1}
 
@@ -174,12 +179,12 @@ def test_detection_looks_past_a_malformed_first_row():
         ({**GSM8K, "question": "   "}, "empty_turn"),
         ({"question": None, "answer": None}, "no_conversation"),
         ({**CODE_ALPACA, "instruction": ""}, "empty_turn"),
-        ({**CODE_ALPACA, "output": 42}, "empty_turn"),
+        ({**CODE_ALPACA, "output": 42}, "not_text"),
     ],
 )
 def test_row_faults_of_the_new_formats_are_counted_by_reason(row, reason):
     base = CODE_ALPACA if "instruction" in row else GSM8K
-    conversations, dropped = normalize_rows([base, row], on_invalid="drop", data_format="auto")
+    conversations, dropped = normalize_rows([base, row], on_invalid="drop", data_format="auto", same_role_turns="merge")
     assert len(conversations) == 1 and dropped == {reason: 1}
 
 
@@ -190,7 +195,8 @@ def test_oasst_follows_the_best_ranked_path_nulls_last_and_drops_a_trailing_prom
 def test_oasst_rows_normalise_to_one_conversation_per_tree():
     rows = OASST_TRAILING_PROMPT + OASST_TREE
     assert detect_format(rows[0]) == "oasst"
-    conversations, dropped = normalize_rows(rows, on_invalid="error", data_format="auto", default_source="oasst1")
+    conversations, dropped = normalize_rows(rows, on_invalid="error", data_format="auto", default_source="oasst1",
+                                            same_role_turns="merge")
     assert not dropped
     assert [(c["id"], c["source"], c["score"]) for c in conversations] == [("t2", "oasst1", None),
                                                                           ("t1", "oasst1", None)]
@@ -206,14 +212,14 @@ def test_oasst_rows_that_fit_no_tree_are_counted_and_named():
         oasst("t3", None, "prompter", "Unanswered prompt.", None, tree="t3"),
         {**oasst("y", None, "prompter", "no id", None), "message_id": None},
     ]
-    conversations, dropped = normalize_rows(rows, on_invalid="drop", data_format="oasst")
+    conversations, dropped = normalize_rows(rows, on_invalid="drop", data_format="oasst", same_role_turns="merge")
     assert [c["id"] for c in conversations] == ["t1"]
     assert dropped == {"duplicate_message_id": 1, "orphan_message": 2, "no_assistant_turn": 1, "no_message_id": 1}
     with pytest.raises(DataError) as error:
-        normalize_rows(rows, on_invalid="error", data_format="oasst")
+        normalize_rows(rows, on_invalid="error", data_format="oasst", same_role_turns="merge")
     message = str(error.value)
     assert "5 invalid row(s) in the oasst dataset" in message
-    assert "orphan_message: 2 row(s), e.g. row 9 (orphan_message: message x1" in message and "row 10" in message
+    assert "orphan_message: 2 row(s), e.g. row 9 (orphan_message: message 'x1'" in message and "row 10" in message
     assert "duplicate_message_id: 1 row(s), e.g. row 8" in message
     assert "no_assistant_turn: 1 row(s), e.g. tree t3" in message
 
@@ -234,6 +240,6 @@ def test_each_format_loads_from_a_local_jsonl_end_to_end(tmp_path, name, rows, e
     path = tmp_path / f"{name}.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     raw_rows = load_raw_rows(make_config({"data": {"source": str(path)}}).data, 0)
-    conversations, dropped = normalize_rows(raw_rows, on_invalid="error", data_format="auto")
+    conversations, dropped = normalize_rows(raw_rows, on_invalid="error", data_format="auto", same_role_turns="merge")
     assert not dropped
     assert [contents(c) for c in conversations] == expected

@@ -174,7 +174,7 @@ def test_the_trainer_reads_a_curriculum_in_file_order_and_shuffles_otherwise(emb
         config = make_config({"data": {"order": order}, "train": {"padding_free": False, "batch_size": 1}})
         runtime = resolve_runtime(config.train)
         model, _ = load_trainable_model(embedded_model_dir, config, runtime)
-        rows, _ = tokenize_for_training(tokenizer, conversations, 64)
+        rows, _ = tokenize_for_training(tokenizer, conversations, 64, "truncate")
         trainer = SFTTrainer(model=model, args=sft_config(config, runtime, embedded_model_dir.parent / order),
                              train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         # Each example's answer has i + 1 loss tokens plus its end of turn: the count names the row.

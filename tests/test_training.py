@@ -5,6 +5,9 @@ import torch
 
 from lab.errors import ConfigError
 from lab.masking import tokenize_conversation, tokenize_for_training
+from lab.training import tokenize_splits
+
+from .conftest import make_config
 
 CONVERSATION = [
     {"role": "user", "content": "What does `numpy.argsort` do?"},
@@ -41,13 +44,43 @@ def test_loss_mask_covers_exactly_the_assistant_turns_of_a_multi_turn_conversati
     assert ids == tokenizer.apply_chat_template(CONVERSATION, tokenize=True, return_dict=True)["input_ids"]
 
 
+LONG_PROMPT = [{"role": "user", "content": "word " * 400}, {"role": "assistant", "content": "Short answer."}]
+LONG_ANSWER = [{"role": "user", "content": "Count."}, {"role": "assistant", "content": "one two three " * 100}]
+
+
 def test_truncation_keeps_the_start_and_drops_examples_left_without_a_loss_token(tokenizer):
-    long_prompt = [{"role": "user", "content": "word " * 400}, {"role": "assistant", "content": "Short answer."}]
-    rows, stats = tokenize_for_training(tokenizer, [{"messages": CONVERSATION}, {"messages": long_prompt}], 128)
-    assert len(rows) == 1 and stats["dropped_no_loss_tokens"] == 1 and stats["truncated"] == 1
-    assert stats["loss_tokens"] == sum(rows[0]["assistant_masks"])
-    with pytest.raises(ConfigError, match="no training example"):
-        tokenize_for_training(tokenizer, [{"messages": long_prompt}], 128)
+    conversations = [{"messages": m} for m in (CONVERSATION, LONG_PROMPT, LONG_ANSWER)]
+    rows, stats = tokenize_for_training(tokenizer, conversations, 128, "truncate")
+    # The long prompt's answer lies wholly past the cut: dropped, never trained with an empty loss.
+    assert stats == {**stats, "examples": 2, "truncated": 2, "dropped_too_long": 0, "dropped_no_loss_tokens": 1}
+    assert rows[0] == tokenize_conversation(tokenizer, CONVERSATION)
+    assert len(rows[1]["input_ids"]) == 128 and rows[1]["input_ids"] == tokenize_conversation(
+        tokenizer, LONG_ANSWER)["input_ids"][:128]
+    assert all(any(row["assistant_masks"]) for row in rows)
+    assert stats["loss_tokens"] == sum(sum(row["assistant_masks"]) for row in rows)
+    with pytest.raises(ConfigError, match="no training example has an assistant token within "
+                                          "train.max_seq_length=128 .*1 with no assistant token left after the cut"):
+        tokenize_for_training(tokenizer, [{"messages": LONG_PROMPT}], 128, "truncate")
+
+
+def test_drop_leaves_every_long_example_out_and_counts_it(tokenizer):
+    conversations = [{"messages": m} for m in (CONVERSATION, LONG_PROMPT, LONG_ANSWER)]
+    rows, stats = tokenize_for_training(tokenizer, conversations, 128, "drop")
+    assert rows == [tokenize_conversation(tokenizer, CONVERSATION)]
+    assert stats == {**stats, "examples": 1, "truncated": 0, "dropped_too_long": 2, "dropped_no_loss_tokens": 0}
+    with pytest.raises(ConfigError, match=r"no validation example .*train.long_sequences=drop; 1 dropped as too long"):
+        tokenize_for_training(tokenizer, [{"messages": LONG_ANSWER}], 128, "drop", "validation")
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("truncate", 2), ("drop", 1)])
+def test_train_long_sequences_reaches_the_tokenization_of_both_splits(tokenizer, policy, kept):
+    train = make_config({"train": {"long_sequences": policy, "max_seq_length": 128}}).train
+    conversations = [{"messages": m} for m in (CONVERSATION, LONG_ANSWER)]
+    rows, validation_rows, stats = tokenize_splits(tokenizer, conversations, conversations, train)
+    assert len(rows) == len(validation_rows) == kept
+    assert stats["train"] == stats["validation"]
+    assert stats["train"]["dropped_too_long" if policy == "drop" else "truncated"] == 1
+    assert tokenize_splits(tokenizer, conversations, [], train)[2]["validation"] is None
 
 
 def _loss(model, batch) -> float:
