@@ -13,6 +13,7 @@ from typing import Any
 from lab.attention import use_packed_attention
 from lab.config import LORA_PRESETS, LabConfig, LoraConfig
 from lab.errors import ConfigError
+from lab.hub import local_model_problem
 from lab.modeling import ensure_pad_token, kbit_config
 from lab.runtime import Runtime
 
@@ -22,7 +23,19 @@ from lab.runtime import Runtime
 CHECKPOINTING_MODES: dict[str, str | bool] = {"unsloth": "unsloth", "plain": True}
 
 
-def check_lora_targets(base_dir: Path, lora: LoraConfig) -> None:
+def check_chat_template(config: LabConfig, runtime: Runtime) -> None:
+    """model.chat_template is applied by Unsloth only: refuse it on the hf backend rather than train
+    with the tokenizer's own template. lab.config refuses an explicit train.backend hf at load; this
+    covers auto, once resolved on this machine (hf without a CUDA GPU), before any weight loads."""
+    template = config.model.chat_template
+    if template is not None and runtime.backend != "unsloth":
+        raise ConfigError(f"model.chat_template: {template!r} is not allowed; it must be null with the "
+                          f"{runtime.backend} backend (train.backend {config.train.backend} resolved to it on this "
+                          f"machine, {runtime.device}), which keeps the tokenizer's own template; Unsloth's template "
+                          "names apply to the unsloth backend only")
+
+
+def check_lora_targets(base_dir: Path, lora: LoraConfig, trust_remote_code: bool = False) -> None:
     """Fail before any weight loads if train.lora names modules or layers the base model lacks.
 
     The model is built on the meta device from its config (no weights, no memory), which is enough
@@ -30,9 +43,9 @@ def check_lora_targets(base_dir: Path, lora: LoraConfig) -> None:
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    model_config = AutoConfig.from_pretrained(base_dir)
+    model_config = AutoConfig.from_pretrained(base_dir, trust_remote_code=trust_remote_code)
     with init_empty_weights():
-        skeleton = AutoModelForCausalLM.from_config(model_config)
+        skeleton = AutoModelForCausalLM.from_config(model_config, trust_remote_code=trust_remote_code)
     leaf_names = {name.rsplit(".", 1)[-1] for name, module in skeleton.named_modules() if not list(module.children())}
     missing = [name for name in lora.modules() if name not in leaf_names]
     if missing:
@@ -47,7 +60,11 @@ def check_lora_targets(base_dir: Path, lora: LoraConfig) -> None:
 
 
 def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
-    """The base model with LoRA adapters and its tokenizer (with a pad token), for runtime.backend."""
+    """The base model with LoRA adapters and its tokenizer (with a pad token), for runtime.backend:
+    safetensors weights only, the model's own Python code only with model.trust_remote_code."""
+    problem = local_model_problem(base_dir)
+    if problem:
+        raise ConfigError(f"base model {base_dir} {problem}")
     if runtime.backend == "unsloth":
         return _load_unsloth(base_dir, config, runtime)
     return _load_hf(base_dir, config, runtime)
@@ -62,6 +79,7 @@ def _load_unsloth(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(base_dir), max_seq_length=train.max_seq_length, dtype=getattr(torch, runtime.dtype),
         load_in_4bit=runtime.quantization == "4bit", load_in_8bit=runtime.quantization == "8bit",
+        trust_remote_code=config.model.trust_remote_code,
     )
     checkpointing = CHECKPOINTING_MODES[train.checkpointing_mode] if train.gradient_checkpointing else False
     model = FastLanguageModel.get_peft_model(
@@ -85,8 +103,10 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
 
     dtype = getattr(torch, runtime.dtype)
     # On CPU the weights stay float32 and bf16 (train.precision) runs as autocast: mixed precision.
+    trust = config.model.trust_remote_code
     kwargs: dict[str, Any] = {"dtype": dtype if runtime.device == "cuda" else torch.float32,
-                              "quantization_config": kbit_config(runtime.quantization, dtype)}
+                              "quantization_config": kbit_config(runtime.quantization, dtype),
+                              "use_safetensors": True, "trust_remote_code": trust}
     if runtime.device == "cuda":
         kwargs["device_map"] = {"": 0}
     torch.manual_seed(config.train_seed)
@@ -100,5 +120,5 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
                              target_modules=lora.modules(), layers_to_transform=lora.layers_to_transform,
                              use_rslora=lora.use_rslora, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, peft_config)
-    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(base_dir))
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust))
     return model, tokenizer

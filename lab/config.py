@@ -36,6 +36,9 @@ Decode = Literal["auto", "generate", "static"]
 DataFormat = Literal["auto", "sharegpt", "messages", "alpaca", "question_answer", "query_response", "inputs_targets",
                      "oasst"]
 LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup"]
+# transformers' OptimizerNames the lab runs (8-bit and paged ones via bitsandbytes: on CPU too, paged as plain).
+Optimizer = Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit",
+                    "paged_adamw_32bit", "lion_8bit", "paged_lion_8bit", "adafactor", "sgd", "adagrad", "rmsprop"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 DataOrder = Literal["shuffle", "curriculum"]
 CurriculumKey = Literal["length", "score", "domain"]
@@ -58,6 +61,8 @@ def allowed(literal: Any) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class ModelConfig:
     base: str
+    revision: str | None
+    trust_remote_code: bool
     chat_template: str | None
 
 
@@ -120,6 +125,7 @@ class DataConfig:
     source: str
     format: DataFormat
     hub_split: str
+    revision: str | None
     builtin: BuiltinConfig
     mix: MixConfig
     filters: FiltersConfig
@@ -165,7 +171,7 @@ class TrainConfig:
     scheduler_cycles: int
     max_grad_norm: float
     precision: Precision
-    optimizer: str
+    optimizer: Optimizer
     max_seq_length: int
     long_sequences: LongSequences
     padding_free: bool

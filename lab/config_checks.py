@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import ConfigError
+from lab.hub import is_hub_id, local_model_problem
 
 if TYPE_CHECKING:
-    from lab.config import DataConfig, FiltersConfig, LabConfig
+    from lab.config import DataConfig, FiltersConfig, LabConfig, ModelConfig
+
+# The local dataset files the lab reads (lab.data reads them through `datasets`).
+DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
 def _check(condition: bool, key: str, value: Any, rule: str) -> None:
@@ -29,6 +34,11 @@ def _positive(section: Any, prefix: str, *names: str) -> None:
 def validate(config: LabConfig) -> LabConfig:
     """Reject impossible values up front, before any stage spends time."""
     data, builtin, train = config.data, config.data.builtin, config.train
+    _check(0 <= config.seed < 2**32, "seed", config.seed, "in [0, 2**32) (numpy's seed range)")
+    _validate_model(config.model, train.backend)
+    _validate_data_source(data.source, "data.source", data.revision, "data.revision")
+    for i, extra in enumerate(data.mix.extra_sources):
+        _validate_data_source(extra.source, f"data.mix.extra_sources[{i}].source", None, None)
     _check(0.0 < data.test_size < 1.0, "data.test_size", data.test_size, "in (0, 1)")
     _check(0.0 < data.dedup.threshold <= 1.0, "data.dedup.threshold", data.dedup.threshold, "a Jaccard in (0, 1]")
     _positive(data.dedup, "data.dedup", "num_perm", "shingle_words")
@@ -53,6 +63,44 @@ def validate(config: LabConfig) -> LabConfig:
     _check(bool(config.evaluate.rouge_types), "evaluate.rouge_types", config.evaluate.rouge_types, "non-empty")
     _validate_compare(config)
     return config
+
+
+def _validate_model(model: ModelConfig, backend: str) -> None:
+    """model.base is the embedded model, a loadable local model or a Hub id; a revision needs a Hub id;
+    model.chat_template needs a backend that applies it (train.backend auto: lab.backends checks it
+    once the backend is resolved)."""
+    from lab.config import EMBEDDED_MODEL
+
+    base, path = model.base, Path(model.base)
+    hub = base != EMBEDDED_MODEL and not path.exists()
+    if base != EMBEDDED_MODEL and path.exists():
+        problem = local_model_problem(path)
+        _check(problem is None, "model.base", base, f"a loadable local model, but it {problem}")
+    _check(not hub or is_hub_id(base), "model.base", base,
+           f"{EMBEDDED_MODEL!r}, an existing local model directory (config.json and safetensors weights) or .gguf "
+           "file, or a Hub model id owner/name")
+    _check(model.revision is None or (hub and bool(model.revision.strip())), "model.revision", model.revision,
+           "null, or a branch, tag or commit of a Hub model.base (a local or embedded model has no revisions)")
+    _check(model.chat_template is None or backend != "hf", "model.chat_template", model.chat_template,
+           "null with train.backend hf, which keeps the tokenizer's own template (Unsloth's template names "
+           "apply to the unsloth backend only)")
+
+
+def _validate_data_source(source: str, key: str, revision: str | None, revision_key: str | None) -> None:
+    """A dataset source is builtin, an existing local .json/.jsonl/.parquet file or a Hub dataset id
+    (lab.data.load_source_rows tells them apart the same way); a revision needs a Hub id."""
+    from lab.config import BUILTIN_DATASET
+
+    path, files = Path(source), "/".join(DATA_FILE_SUFFIXES)
+    local = source == BUILTIN_DATASET or path.suffix.lower() in DATA_FILE_SUFFIXES or path.exists()
+    if local and source != BUILTIN_DATASET:
+        _check(path.is_file() and path.suffix.lower() in DATA_FILE_SUFFIXES, key, source,
+               f"an existing {files} file" + ("" if path.exists() else " (there is no such file)"))
+    _check(local or is_hub_id(source), key, source,
+           f"{BUILTIN_DATASET!r}, an existing local {files} file, or a Hub dataset id owner/name")
+    if revision_key is not None:
+        _check(revision is None or (not local and bool(revision.strip())), revision_key, revision,
+               "null, or a branch, tag or commit of a Hub dataset data.source (builtin and local files have none)")
 
 
 def _validate_filters(filters: FiltersConfig) -> None:

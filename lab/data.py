@@ -22,6 +22,7 @@ from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
 from lab.data_stats import SourceLedger, dataset_stats
 from lab.errors import DataError
 from lab.filters import apply_filters
+from lab.hub import load_hub_dataset
 from lab.io import staged_files, write_json, write_jsonl
 from lab.json_rows import read_json_rows
 from lab.mixing import not_sampled, sample, training_rows
@@ -36,11 +37,13 @@ FILE_LOADERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 def load_raw_rows(config: DataConfig, seed: int) -> list[Any]:
     """Rows of the configured source (data.source)."""
-    return load_source_rows(config.source, config, seed, "data.source")
+    return load_source_rows(config.source, config, seed, "data.source", config.revision)
 
 
-def load_source_rows(source: str, config: DataConfig, seed: int, key: str) -> list[Any]:
-    """Rows of one source, the param `key` names: the builtin dataset, a local file, or a Hub dataset id."""
+def load_source_rows(source: str, config: DataConfig, seed: int, key: str, revision: str | None = None,
+                     hub_commits: dict[str, Any] | None = None) -> list[Any]:
+    """Rows of one source, the param `key` names: the builtin dataset, a local file, or a Hub dataset id
+    at `revision` (None: its default branch), whose resolved commit goes into `hub_commits`."""
     if source == BUILTIN_DATASET:
         return builtin_rows(config, seed)
     path = Path(source)
@@ -53,20 +56,25 @@ def load_source_rows(source: str, config: DataConfig, seed: int, key: str) -> li
         if loader == "json":  # read line by line: one bad line is one invalid row (lab.json_rows)
             return read_json_rows(path, key)
         return _load_with_datasets(loader, data_files=str(path), split="train", what=str(path))
-    return _load_with_datasets(source, split=config.hub_split, what=f"Hub dataset {source!r}")
+    rows, commit = load_hub_dataset(source, config.hub_split, revision)
+    if hub_commits is not None:
+        hub_commits[source] = {"revision": revision, "commit": commit}
+    return rows
 
 
-def load_conversations(config: DataConfig, seed: int) -> tuple[list[dict[str, Any]], int, Counter[str]]:
-    """The conversations of data.source and then of each data.mix.extra_sources entry (each read in its
-    own format), the raw rows read, and the invalid rows dropped by reason. A row without a `source`
-    column gets "unknown" from data.source, and its entry's source string from an extra source."""
-    entries = [("data.source", config.source, config.format, "unknown")] + [
-        (f"data.mix.extra_sources[{i}]", extra.source, extra.format, extra.source)
+def load_conversations(config: DataConfig, seed: int, hub_commits: dict[str, Any] | None = None,
+                       ) -> tuple[list[dict[str, Any]], int, Counter[str]]:
+    """The conversations of data.source (at data.revision) and then of each data.mix.extra_sources entry
+    (each read in its own format), the raw rows read, and the invalid rows dropped by reason. A row without
+    a `source` column gets "unknown" from data.source, and its entry's source string from an extra source.
+    Each Hub source's requested revision and resolved commit go into `hub_commits`."""
+    entries = [("data.source", config.source, config.format, "unknown", config.revision)] + [
+        (f"data.mix.extra_sources[{i}]", extra.source, extra.format, extra.source, None)
         for i, extra in enumerate(config.mix.extra_sources)]
     conversations: list[dict[str, Any]] = []
     raw_count, dropped = 0, Counter[str]()
-    for key, source, data_format, default_source in entries:
-        rows = load_source_rows(source, config, seed, key)
+    for key, source, data_format, default_source, revision in entries:
+        rows = load_source_rows(source, config, seed, key, revision, hub_commits)
         where = f"{key} ({source})"
         try:
             found, bad = normalize_rows(rows, config.on_invalid, data_format, default_source,
@@ -180,7 +188,8 @@ def prepare(config: LabConfig) -> dict[str, Any]:
     (data.eval_examples), each as history-as-input and last-assistant-turn-as-reference.
     """
     data = config.data
-    conversations, raw_count, dropped = load_conversations(data, config.seed)
+    hub_commits: dict[str, Any] = {}
+    conversations, raw_count, dropped = load_conversations(data, config.seed, hub_commits)
     ledger = SourceLedger(conversations)
     valid_count = len(conversations)
     conversations, removed = deduplicate(conversations, data.dedup, config.seed, ledger.remove)
@@ -202,7 +211,7 @@ def prepare(config: LabConfig) -> dict[str, Any]:
     # The answer format is taught, never imposed on test/eval references (lab/answer_format.py).
     train, validation = (apply_answer_format(rows, data.answer_format) for rows in (train, validation))
     stats = dataset_stats(raw_count, valid_count, dropped, train, test, eval_examples)
-    stats.update(removed=removed, filtered=filtered, per_source=ledger.to_dict(), source=data.source,
+    stats.update(removed=removed, filtered=filtered, per_source=ledger.to_dict(), source=data.source, hub=hub_commits,
                  extra_sources=[extra.source for extra in data.mix.extra_sources],
                  mix={"proportions": data.mix.proportions, "repeats": sum(repeats.values())},
                  order={"order": data.order, "curriculum_key": data.curriculum_key if data.order == "curriculum"

@@ -21,9 +21,14 @@ from typing import Any
 
 from lab.config import Decode, allowed
 from lab.errors import ConfigError
+from lab.runtime import out_of_memory_advice
 from lab.static_decoder import static_batch, static_decoder_unsupported
 
 log = logging.getLogger(__name__)
+# What shrinks generation's memory (the KV cache grows with batch x (prompt + new tokens)).
+GENERATION_MEMORY_REMEDIES = ["lower evaluate.batch_size",
+                              "lower evaluate.max_input_tokens (prompts are left-truncated to it)",
+                              "lower evaluate.max_new_tokens"]
 
 
 def encode_prompts(tokenizer: Any, conversations: list[list[dict[str, str]]], max_input_tokens: int) -> list[dict]:
@@ -118,13 +123,16 @@ def generate_ids(model: Any, prompts: list[list[int]], max_new_tokens: int, stop
     with _cuda_sdpa_settings(model.device.type), bar:
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
-            ids, mask = (torch.tensor(rows, device=model.device)
-                         for rows in left_pad([prompts[i] for i in indices], pad_token_id))
-            if decoder == "static":
-                continuations, how = static_batch(model, ids, mask, max_new_tokens, stops, cuda_graph)
-                steps.add(how)
-            else:
-                continuations = _generate_batch(model, ids, mask, max_new_tokens, stops, pad_token_id)
+            shape = (f"a batch of {len(indices)} prompts (evaluate.batch_size {batch_size}) of "
+                     f"{max(len(prompts[i]) for i in indices)} tokens plus up to {max_new_tokens} new ones")
+            with out_of_memory_advice(f"generation ({decoder})", shape, GENERATION_MEMORY_REMEDIES):
+                ids, mask = (torch.tensor(rows, device=model.device)
+                             for rows in left_pad([prompts[i] for i in indices], pad_token_id))
+                if decoder == "static":
+                    continuations, how = static_batch(model, ids, mask, max_new_tokens, stops, cuda_graph)
+                    steps.add(how)
+                else:
+                    continuations = _generate_batch(model, ids, mask, max_new_tokens, stops, pad_token_id)
             for index, tokens in zip(indices, continuations, strict=True):
                 outputs[index] = tokens
             bar.update(len(indices))

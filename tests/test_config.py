@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import yaml
 
-from lab.config import LabConfig, load_config
+from lab.config import LabConfig, Optimizer, allowed, load_config
 from lab.errors import ConfigError
 
 from .conftest import REPO, make_config
@@ -82,6 +82,38 @@ def test_lr_written_by_dvc_exp_set_is_parsed_as_a_float(tmp_path):
         ({"data": {"answer_format": "xml"}}, "data.answer_format: 'xml' is not allowed; allowed: keep|steps|json"),
         ({"data": {"same_role_turns": "join"}}, "data.same_role_turns: 'join' is not allowed; allowed: merge|reject"),
         ({"train": {"long_sequences": "skip"}}, "train.long_sequences: 'skip' is not allowed; allowed: truncate|drop"),
+        ({"lr": float("inf")}, "lr: inf is not allowed; it must be a finite positive number"),
+        ({"lr": 0}, "lr: 0.0 is not allowed; it must be a finite positive number"),
+        ({"seed": -1}, "seed: -1 is not allowed; it must be in [0, 2**32)"),
+        ({"seed": 2**32}, "seed: 4294967296 is not allowed; it must be in [0, 2**32)"),
+        ({"train": {"optimizer": "adamw"}}, "train.optimizer: 'adamw' is not allowed; allowed: adamw_torch|"
+                                            "adamw_torch_fused|adamw_8bit|"),
+        ({"train": {"lr_scheduler": "polynomial"}}, "train.lr_scheduler: 'polynomial' is not allowed; allowed: "
+                                                    "linear|cosine|cosine_with_restarts|constant|constant_with_warmup"),
+        ({"model": {"base": "Llama-3.2-3B-Instruct"}}, "model.base: 'Llama-3.2-3B-Instruct' is not allowed; it must "
+                                                       "be 'embedded', an existing local model directory (config.json "
+                                                       "and safetensors weights) or .gguf file, or a Hub model id "
+                                                       "owner/name"),
+        ({"model": {"base": "/no/such/model"}}, "model.base: '/no/such/model' is not allowed; it must be 'embedded', "
+                                                "an existing local model directory"),
+        ({"model": {"revision": "main"}}, "model.revision: 'main' is not allowed; it must be null, or a branch, tag or "
+                                         "commit of a Hub model.base (a local or embedded model has no revisions)"),
+        ({"model": {"base": "unsloth/Llama-3.2-3B-Instruct", "revision": " "}}, "model.revision: ' ' is not allowed"),
+        ({"model": {"trust_remote_code": "no"}}, "model.trust_remote_code: expected bool, got 'no'"),
+        ({"model": {"chat_template": "llama-3.1"}, "train": {"backend": "hf"}},
+         "model.chat_template: 'llama-3.1' is not allowed; it must be null with train.backend hf, which keeps the "
+         "tokenizer's own template"),
+        ({"data": {"source": "FineTome-100k"}}, "data.source: 'FineTome-100k' is not allowed; it must be 'builtin', "
+                                                "an existing local .json/.jsonl/.parquet file, or a Hub dataset id "
+                                                "owner/name"),
+        ({"data": {"source": "no/such/rows.jsonl"}}, "data.source: 'no/such/rows.jsonl' is not allowed; it must be an "
+                                                     "existing .json/.jsonl/.parquet file (there is no such file)"),
+        ({"data": {"source": "owner/bad--name"}}, "data.source: 'owner/bad--name' is not allowed"),
+        ({"data": {"revision": "main"}}, "data.revision: 'main' is not allowed; it must be null, or a branch, tag or "
+                                         "commit of a Hub dataset data.source (builtin and local files have none)"),
+        ({"data": {"mix": {"extra_sources": [{"source": "gsm8k", "format": "question_answer"}]}}},
+         "data.mix.extra_sources[0].source: 'gsm8k' is not allowed; it must be 'builtin', an existing local "
+         ".json/.jsonl/.parquet file, or a Hub dataset id owner/name"),
     ],
 )
 def test_bad_params_fail_with_a_message_naming_the_key_the_value_and_what_is_allowed(overrides, message):
@@ -110,3 +142,73 @@ def test_train_seed_defaults_to_the_top_level_seed_and_reseeds_training_only():
     assert config.train_seed == 7 and config.seed == make_config().seed  # the split keeps its seed
     with pytest.raises(ConfigError, match=r"train\.seed: -1 is not allowed; it must be null"):
         make_config({"train": {"seed": -1}})
+
+
+@pytest.mark.parametrize("optimizer", allowed(Optimizer))
+def test_every_supported_optimizer_loads(optimizer):
+    assert make_config({"train": {"optimizer": optimizer}}).train.optimizer == optimizer
+
+
+def test_hub_ids_and_their_revisions_are_accepted_without_touching_the_hub():
+    extra = {"source": "openai/gsm8k", "format": "question_answer"}
+    config = make_config({"model": {"base": "unsloth/Llama-3.2-3B-Instruct", "revision": "v1.0"},
+                          "data": {"source": "mlabonne/FineTome-100k", "revision": "a" * 40,
+                                   "mix": {"extra_sources": [extra]}}})
+    assert (config.model.revision, config.data.revision) == ("v1.0", "a" * 40)
+    # On the auto backend, model.chat_template is checked once the backend is resolved (lab.backends).
+    assert make_config({"model": {"chat_template": "llama-3.1"}}).model.chat_template == "llama-3.1"
+
+
+def test_local_sources_must_exist_and_be_readable_files(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("{}\n")
+    assert make_config({"data": {"source": str(rows)}}).data.source == str(rows)
+    (tmp_path / "rows.csv").write_text("a\n")
+    for bad in (tmp_path, tmp_path / "rows.csv"):
+        with pytest.raises(ConfigError, match=f"data.source: '{bad}' is not allowed; it must be an existing "
+                                              r"\.json/\.jsonl/\.parquet file"):
+            make_config({"data": {"source": str(bad)}})
+    with pytest.raises(ConfigError, match="data.revision: 'v1' is not allowed; it must be null, or a branch"):
+        make_config({"data": {"source": str(rows), "revision": "v1"}})
+
+
+def test_a_local_model_needs_config_and_safetensors_weights_or_one_gguf(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    assert make_config({"model": {"base": str(model)}}).model.base == str(model)
+    with pytest.raises(ConfigError, match="model.revision: 'main' is not allowed"):
+        make_config({"model": {"base": str(model), "revision": "main"}})
+    (model / "model.safetensors").unlink()
+    with pytest.raises(ConfigError, match=f"model.base: '{model}' is not allowed; it must be a loadable local model, "
+                                          r"but it has no safetensors weights \(model.safetensors or "):
+        make_config({"model": {"base": str(model)}})
+    ggufs = tmp_path / "ggufs"
+    ggufs.mkdir()
+    (ggufs / "a.Q4.gguf").write_bytes(b"")
+    assert make_config({"model": {"base": str(ggufs)}}).model.base == str(ggufs)
+    assert make_config({"model": {"base": str(ggufs / "a.Q4.gguf")}}).model.base == str(ggufs / "a.Q4.gguf")
+    (ggufs / "b.Q8.gguf").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"holds 2 .gguf files \['a.Q4.gguf', 'b.Q8.gguf'\]: name one of them"):
+        make_config({"model": {"base": str(ggufs)}})
+
+
+def test_a_chat_template_is_refused_once_auto_resolves_to_the_hf_backend_before_any_model_loads(tmp_path):
+    import torch
+
+    from lab.backends import check_chat_template
+    from lab.runtime import Runtime, resolve_runtime
+    from lab.training import fine_tune
+
+    config = make_config({"model": {"chat_template": "llama-3.1"}})
+    message = ("model.chat_template: 'llama-3.1' is not allowed; it must be null with the hf backend (train.backend "
+               "auto resolved to it on this machine, cpu), which keeps the tokenizer's own template")
+    with pytest.raises(ConfigError) as error:
+        check_chat_template(config, resolve_runtime(config.train, cuda_available=False))
+    assert message in str(error.value)
+    check_chat_template(config, Runtime(backend="unsloth", device="cuda", dtype="bfloat16", quantization="4bit"))
+    if not torch.cuda.is_available():
+        # The train stage checks it right after resolving the backend: the (missing) base model is never read.
+        with pytest.raises(ConfigError, match="model.chat_template: 'llama-3.1' is not allowed"):
+            fine_tune(config, tmp_path / "no-model", [], [], tmp_path / "live", tmp_path / "checkpoints")

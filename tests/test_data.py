@@ -3,7 +3,7 @@ import json
 import pytest
 
 from lab.data import load_raw_rows, sample, split_conversations, to_eval_example
-from lab.errors import DataError
+from lab.errors import ConfigError, DataError
 from lab.rows import normalize_row, normalize_rows
 
 from .conftest import make_config
@@ -119,8 +119,15 @@ def test_local_files_load_through_datasets(tmp_path, suffix):
 
 
 def test_missing_local_file_is_named(tmp_path):
+    # params.yaml's checks name it when it loads; the loader names it too, should it vanish after.
+    with pytest.raises(ConfigError, match="missing.jsonl' is not allowed; it must be an existing .* no such file"):
+        make_config({"data": {"source": str(tmp_path / "missing.jsonl")}})
+    rows = tmp_path / "rows.jsonl"
+    rows.touch()
+    data = make_config({"data": {"source": str(rows)}}).data
+    rows.unlink()
     with pytest.raises(DataError, match="not found"):
-        load_raw_rows(make_config({"data": {"source": str(tmp_path / "missing.jsonl")}}).data, 0)
+        load_raw_rows(data, 0)
 
 
 def test_unreachable_hub_dataset_fails_with_one_clear_line(monkeypatch):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from lab.config import Optimizer, allowed
 from lab.errors import ConfigError
 from lab.masking import tokenize_conversation, tokenize_for_training
 from lab.training import tokenize_splits
@@ -115,3 +116,23 @@ def test_padding_free_batch_gives_the_same_loss_as_a_padded_batch(base_model, to
     tolerance = 1e-4 * losses["padded"]
     assert abs(losses["padding_free"] - losses["padded"]) < tolerance, losses
     assert abs(losses["one_sequence"] - losses["padded"]) > 100 * tolerance, losses
+
+
+@pytest.mark.parametrize("optimizer", allowed(Optimizer))
+def test_every_allowed_optimizer_is_one_transformers_builds_and_steps_on_cpu(optimizer, tmp_path):
+    """train.optimizer reaches transformers as `optim` (lab.training.sft_config): each allowed name
+    must be one of its OptimizerNames and build an optimizer that steps here, on CPU (the 8-bit and
+    paged ones through bitsandbytes, paged falling back to plain on CPU)."""
+    from transformers import Trainer, TrainingArguments
+    from transformers.training_args import OptimizerNames
+
+    assert optimizer in {name.value for name in OptimizerNames}
+    layer = torch.nn.Linear(64, 64)
+    args = TrainingArguments(output_dir=str(tmp_path), optim=optimizer, learning_rate=1e-3, use_cpu=True,
+                             report_to="none")
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, layer)
+    step = optimizer_cls(layer.parameters(), **kwargs)
+    before = layer.weight.detach().clone()
+    layer(torch.randn(4, 64)).pow(2).mean().backward()
+    step.step()
+    assert not torch.equal(before, layer.weight)
