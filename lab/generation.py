@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from lab.chat import render_chat
 from lab.config import Decode, allowed
 from lab.errors import ConfigError
 from lab.runtime import out_of_memory_advice
@@ -31,15 +32,27 @@ GENERATION_MEMORY_REMEDIES = ["lower evaluate.batch_size",
                               "lower evaluate.max_new_tokens"]
 
 
+def sequence_start(tokenizer: Any) -> list[int]:
+    """[BOS] where the tokenizer starts every sequence with it (Llama 3's <|begin_of_text|>), else []
+    (SmolLM2's template opens with its BOS token, <|im_start|>, as a turn marker, not a sequence start)."""
+    bos = tokenizer.bos_token_id
+    return [bos] if bos is not None and tokenizer("x")["input_ids"][:1] == [bos] else []
+
+
 def encode_prompts(tokenizer: Any, conversations: list[list[dict[str, str]]], max_input_tokens: int) -> list[dict]:
     """Chat-template each history with the generation prompt; left-truncate the over-long ones
-    (the question sits at the end), flagging them rather than dropping them."""
+    (the question sits at the end), flagging them rather than dropping them. A model that starts
+    every sequence with BOS keeps it: Llama 3 never saw a sequence without <|begin_of_text|>."""
+    start = sequence_start(tokenizer)
     encoded = []
     for messages in conversations:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        encoded.append({"input_ids": ids[-max_input_tokens:], "prompt_tokens": len(ids),
-                        "prompt_truncated": len(ids) > max_input_tokens})
+        ids = tokenizer(render_chat(tokenizer, messages, add_generation_prompt=True), add_special_tokens=False)[
+            "input_ids"]
+        kept = ids
+        if len(ids) > max_input_tokens:
+            head = start if ids[:len(start)] == start else []
+            kept = head + ids[len(ids) - (max_input_tokens - len(head)):]
+        encoded.append({"input_ids": kept, "prompt_tokens": len(ids), "prompt_truncated": len(ids) > max_input_tokens})
     return encoded
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.chat import render_chat
 from lab.errors import ConfigError
 
 
@@ -17,13 +18,13 @@ def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str
     Each span runs from the end of the generation prompt to the end of the turn as the template
     renders it, so the end-of-turn token is learned too (that is what teaches the model to stop).
     """
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    text = render_chat(tokenizer, messages)
     spans = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
-        through_turn = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        prompt = render_chat(tokenizer, messages[:index], add_generation_prompt=True)
+        through_turn = render_chat(tokenizer, messages[: index + 1])
         if not (text.startswith(through_turn) and through_turn.startswith(prompt)):
             raise ConfigError(
                 "the chat template does not render conversations prefix-consistently, "

@@ -32,6 +32,18 @@ def embedded_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def rehearsal_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny rehearsal base (benchmarks/rehearsal_base.py): random weights of a 2-layer Llama 3 with
+    the real Llama 3.2 tokenizer and chat template, as `--size tiny` writes it."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from rehearsal_base import write_rehearsal_base
+
+    out = tmp_path_factory.mktemp("rehearsal-tiny")
+    write_rehearsal_base(out, "tiny")
+    return out
+
+
+@pytest.fixture(scope="session")
 def tokenizer(embedded_model_dir: Path):
     from lab.modeling import load_tokenizer
 

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import REPO
+from .pipeline_copy import dvc, make_lab_copy, run
 
 TINY = {
     "data": {"builtin": {"packages": ["json", "collections", "statistics", "textwrap", "string"]}, "eval_examples": 4,
@@ -23,48 +21,14 @@ TINY = {
 }
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return run([str(Path(sys.executable).with_name("dvc")), *args], cwd, check)
-
-
 def read_rows(metrics: Path, model: str) -> list[dict]:
     return [json.loads(line) for line in (metrics / "predictions" / f"{model}.jsonl").read_text().splitlines()]
-
-
-def deep_update(target: dict, update: dict) -> dict:
-    for key, value in update.items():
-        target[key] = deep_update(target.get(key, {}), value) if isinstance(value, dict) else value
-    return target
 
 
 @pytest.fixture(scope="module")
 def lab_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git + DVC repository holding the lab's code and a tiny params.yaml."""
-    root = tmp_path_factory.mktemp("lab")
-    for name in ("dvc.yaml", "stages", "lab"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, root / name)
-    params = deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    dvc("init", "-q", cwd=root)
-    dvc("config", "core.analytics", "false", cwd=root)
-    # As in a clone: dvclive needs a commit to compare against.
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "lab"], root)
-    return root
+    return make_lab_copy(tmp_path_factory.mktemp("lab"), TINY)
 
 
 def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
