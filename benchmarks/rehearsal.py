@@ -123,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--full-examples", type=int, default=FULL_EXAMPLES,
                         help="training conversations of the full lab, for the projection")
     parser.add_argument("--readme", type=Path, default=Path("README.md"), help="where the full-lab command is")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a further -S setting the host needs (e.g. evaluate.semantic_similarity=false where "
+                             "the embedding model's wheel is not installed); recorded in params_set and extra_settings")
     args = parser.parse_args(argv)
     if not (args.base / "config.json").is_file():
         parser.error(f"--base {args.base}: no model directory (no config.json)")
@@ -130,13 +133,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--data {args.data}: no such file")
     if args.train_examples < 1 or args.full_examples < 1:
         parser.error("--train-examples and --full-examples must be positive")
+    if any("=" not in setting or setting.partition("=")[0] in REHEARSED_KEYS for setting in args.set):
+        parser.error(f"--set takes KEY=VALUE, and not for {', '.join(REHEARSED_KEYS)} (their own options set them)")
     return args
 
 
 def main() -> None:
     args = parse_args()
     settings = rehearsal_settings(full_lab_settings(args.readme.read_text()), args.base, args.data,
-                                  args.train_examples)
+                                  args.train_examples) + args.set
     import torch
 
     if not torch.cuda.is_available():
@@ -151,7 +156,8 @@ def main() -> None:
     tokenize_s = tokenize_seconds(stage_flag_path("train", "--base"), stage_flag_path("train", "--train-file"),
                                   config.train.max_seq_length)
     training = project_training(seconds["train"], train, tokenize_s, args.full_examples, config.train.epochs)
-    result = {**header, "params_set": settings, "rehearsal_base": rehearsal_marker(args.base),
+    result = {**header, "params_set": settings, "extra_settings": args.set,
+              "rehearsal_base": rehearsal_marker(args.base),
               "data_file": {"path": str(args.data), "bytes": args.data.stat().st_size},
               "stage_seconds": seconds, "total_seconds": round(sum(seconds.values()), 1),
               "evaluate_seconds": {side: seconds.get(f"evaluate_{side}") for side in ("base", "finetuned")},

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.data import normalize_rows
 from lab.formats import resolve_format
 from lab.modeling import load_tokenizer
+from lab.rows import normalize_rows
 
 from .conftest import REPO
 
@@ -35,7 +35,7 @@ def test_finetome_shaped_rows_have_finetomes_schema_and_mix(words):
     rows = ft.finetome_shaped_rows(400, 3407, words)
     assert rows == ft.finetome_shaped_rows(400, 3407, words)  # seeded
     assert resolve_format(rows, "auto") == "sharegpt"
-    conversations, dropped = normalize_rows(rows, "error", "auto")
+    conversations, dropped = normalize_rows(rows, "error", "auto", same_role_turns="reject")
     assert len(conversations) == 400 and not dropped
     assert {row["source"] for row in rows} <= set(ft.SOURCE_SHARES)
     assert all(ft.SCORE_RANGE[0] <= row["score"] <= ft.SCORE_RANGE[1] for row in rows)
@@ -84,6 +84,12 @@ def test_the_benchmark_parses_its_arguments(tmp_path):
     with pytest.raises(SystemExit):
         rehearsal.parse_args(["--base", str(tmp_path / "none"), "--data", str(data), "--out", "r.json"])
     assert rehearsal.rehearsal_marker(base) is None
+    extra = rehearsal.parse_args(["--base", str(base), "--data", str(data), "--out", "r.json",
+                                  "--set", "evaluate.semantic_similarity=false"])
+    assert extra.set == ["evaluate.semantic_similarity=false"]
+    for bad in ("data.source=x.jsonl", "no-equals-sign"):  # the rehearsed keys have their own options
+        with pytest.raises(SystemExit):
+            rehearsal.parse_args(["--base", str(base), "--data", str(data), "--out", "r.json", "--set", bad])
 
 
 TRAIN = {"data": {"examples": 2000, "tokens": 1_000_000}, "runtime_s": 400.0, "tokens_per_s": 2500.0}
