@@ -100,11 +100,11 @@ def project_full_lab(stage_seconds: dict[str, float], training: dict[str, Any]) 
             "total_h": round(total / 3600, 2)}
 
 
-def tokenize_seconds(base_dir: Path, train_file: Path, max_seq_length: int) -> float:
+def tokenize_seconds(base_dir: Path, train_file: Path, max_seq_length: int, long_sequences: str) -> float:
     """Seconds lab.masking takes to tokenize the training rows with the base model's tokenizer."""
     tokenizer, rows = load_tokenizer(base_dir), read_jsonl(train_file)
     started = time.perf_counter()
-    tokenize_for_training(tokenizer, rows, max_seq_length)
+    tokenize_for_training(tokenizer, rows, max_seq_length, long_sequences)
     return time.perf_counter() - started
 
 
@@ -154,7 +154,7 @@ def main() -> None:
     config = load_config()  # params.yaml as the experiment left it
     train = read_json(stage_flag_path("train", "--metrics"))
     tokenize_s = tokenize_seconds(stage_flag_path("train", "--base"), stage_flag_path("train", "--train-file"),
-                                  config.train.max_seq_length)
+                                  config.train.max_seq_length, config.train.long_sequences)
     training = project_training(seconds["train"], train, tokenize_s, args.full_examples, config.train.epochs)
     result = {**header, "params_set": settings, "extra_settings": args.set,
               "rehearsal_base": rehearsal_marker(args.base),

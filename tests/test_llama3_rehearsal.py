@@ -109,7 +109,8 @@ def test_the_loss_mask_trains_exactly_each_answer_and_its_eot(llama_tokenizer):
 def test_truncation_at_2048_keeps_the_mask_aligned(llama_tokenizer):
     long_answer = [{"role": "user", "content": "Write at length."},
                    {"role": "assistant", "content": "word " * 3000}]
-    rows, stats = tokenize_for_training(llama_tokenizer, [{"messages": CONVERSATION}, {"messages": long_answer}], 2048)
+    rows, stats = tokenize_for_training(llama_tokenizer, [{"messages": CONVERSATION}, {"messages": long_answer}], 2048,
+                                         "truncate")
     full = tokenize_conversation(llama_tokenizer, long_answer)
     assert len(full["input_ids"]) > 2048 and stats["truncated"] == 1 and stats["examples"] == 2
     cut = rows[1]
