@@ -1,5 +1,5 @@
-"""Attention for padding-free training batches on the transformers + peft backend: each example
-attends to itself only, computed example by example.
+"""Attention for padding-free training batches on the transformers + peft backend on CPU: each
+example attends to itself only, computed example by example.
 
 A padding-free batch is one row of several examples back to back, their position ids restarting at
 0. transformers' SDPA path turns those ids into a block-diagonal causal mask over the whole row and

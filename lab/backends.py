@@ -111,8 +111,11 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
         kwargs["device_map"] = {"": 0}
     torch.manual_seed(config.train_seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    # Padding-free batches attend example by example (lab.attention): the same loss, less compute.
-    use_packed_attention(model)
+    # On CPU, padding-free batches attend example by example (lab.attention): the same loss, 1.3x the
+    # tokens/s. Not on CUDA, where its per-layer cut of the row syncs with the host and measured slower
+    # than SDPA's masked kernel (benchmarks/train_throughput.py's hf rows).
+    if runtime.device == "cpu":
+        use_packed_attention(model)
     if runtime.quantization != "none":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.train.gradient_checkpointing)
     lora = config.train.lora
