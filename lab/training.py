@@ -28,6 +28,7 @@ from lab.checkpoints import (
 from lab.config import LabConfig, as_dict
 from lab.masking import tokenize_for_training
 from lab.modeling import no_library_progress_bars
+from lab.reproducibility import cpu_threads, full_determinism
 from lab.runtime import Runtime, peak_memory_gib, resolve_runtime
 
 # trl logs this on every padding-free run whose attention is not FlashAttention.
@@ -66,6 +67,7 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
         optim=train.optimizer,
         seed=config.seed,
         data_seed=config.seed,
+        full_determinism=full_determinism(runtime.device),
         logging_steps=train.logging_steps,
         eval_strategy="steps" if validate else "no",
         eval_steps=train.eval_steps,
@@ -263,4 +265,5 @@ def _what_ran(config: LabConfig, runtime: Runtime) -> dict[str, Any]:
     return {**runtime.as_dict(), "optimizer": train.optimizer, "lr_scheduler": train.lr_scheduler,
             "warmup": warmup, "max_grad_norm": train.max_grad_norm, "padding_free": train.padding_free,
             "group_by_length": train.group_by_length, "gradient_checkpointing": checkpointing,
-            "lora": {**as_dict(train.lora), "modules": train.lora.modules()}}
+            "lora": {**as_dict(train.lora), "modules": train.lora.modules()},
+            **({"cpu_threads": cpu_threads()} if runtime.device == "cpu" else {})}

@@ -13,6 +13,7 @@ from pathlib import Path
 from lab.cli import run_stage
 from lab.config import load_config
 from lab.io import atomic_dir, read_jsonl, write_json
+from lab.reproducibility import save_adapter
 from lab.training import fine_tune
 
 
@@ -32,8 +33,7 @@ def main() -> None:
     model, tokenizer, metrics = fine_tune(config, args.base, read_jsonl(args.train_file),
                                           read_jsonl(args.validation_file), args.live_dir, args.checkpoints)
     with atomic_dir(args.adapter) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        save_adapter(model, tokenizer, staging)
     write_json(args.metrics, metrics)
     resumed = f", resumed at step {metrics['resumed_from_step']}" if metrics["resumed_from_step"] is not None else ""
     print(f"train: {metrics['steps']} steps ({metrics['stop_reason']}{resumed}), loss {metrics['loss_first_quarter']} "
