@@ -23,7 +23,7 @@ from lab.data_stats import SourceLedger, dataset_stats
 from lab.errors import DataError
 from lab.filters import apply_filters
 from lab.hub import load_hub_dataset
-from lab.io import staged_files, write_json, write_jsonl
+from lab.io import staged_outputs, write_json, write_jsonl
 from lab.json_rows import read_json_rows
 from lab.mixing import not_sampled, sample, training_rows
 from lab.provenance import package_versions
@@ -225,13 +225,13 @@ def prepare(config: LabConfig) -> dict[str, Any]:
 
 def run_prepare(config: LabConfig, data_dir: Path, metrics: Path) -> dict[str, Any]:
     """The prepare stage: `prepare`, then data_dir/<split>.jsonl for each of SPLITS and the statistics
-    at `metrics`, all or none: every file is written beside its path and renamed over it only once all
-    are written, so a run that fails (bad data, a full disk) leaves the previous outputs as they were."""
-    result = prepare(config)
-    with staged_files() as open_staged:
-        for split in SPLITS:
-            write_jsonl(data_dir / f"{split}.jsonl", result[split], open_staged)
-        write_json(metrics, result["stats"], open_staged)
+    at `metrics`, all or none (lab.io.staged_outputs): a run that fails (bad data, a full disk) or is
+    stopped leaves the previous outputs as they were."""
+    with staged_outputs(*(data_dir / f"{split}.jsonl" for split in SPLITS), metrics) as staged:
+        result = prepare(config)
+        for split, path in zip(SPLITS, staged[:-1], strict=True):
+            write_jsonl(path, result[split])
+        write_json(staged[-1], result["stats"])
     return result
 
 

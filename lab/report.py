@@ -39,13 +39,14 @@ def read_loss_curve(path: Path) -> tuple[list[float], list[float]]:
     return [float(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
 
 
-def build_report(metrics_dir: Path, loss_curve: Path) -> str:
-    """Write the plots to `metrics_dir`/plots (beside the report, which embeds them by relative path)
-    and return the report's markdown."""
+def build_report(metrics_dir: Path, loss_curve: Path, plots: Path | None = None) -> str:
+    """Write the plots to `plots` (default `metrics_dir`/plots, where the report, beside it, embeds
+    them by relative path; the stage passes a staged folder that becomes that one) and return the
+    report's markdown."""
     files = {name: read_json(metrics_dir / f"{name}.json") for name in METRICS_FILES}
     base_rows = read_jsonl(metrics_dir / "predictions" / "base.jsonl")
     finetuned_rows = read_jsonl(metrics_dir / "predictions" / "finetuned.jsonl")
-    plots = metrics_dir / "plots"
+    plots = metrics_dir / "plots" if plots is None else plots
     comparison = files["compare"]
     plot_scores(comparison["metrics"], comparison["bootstrap"]["confidence"], plots / "scores.png")
     plot_lengths([word_count(r["prediction"]) for r in base_rows],

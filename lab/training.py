@@ -29,6 +29,7 @@ from lab.checkpoints import (
 from lab.config import LabConfig, TrainConfig, as_dict
 from lab.masking import tokenize_for_training
 from lab.modeling import no_library_progress_bars
+from lab.reproducibility import cpu_threads, full_determinism
 from lab.runtime import Runtime, out_of_memory_advice, peak_memory_gib, resolve_runtime
 
 # trl logs this on every padding-free run whose attention is not FlashAttention.
@@ -67,6 +68,7 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
         optim=train.optimizer,
         seed=config.train_seed,
         data_seed=config.train_seed,
+        full_determinism=full_determinism(runtime.device),
         logging_steps=train.logging_steps,
         eval_strategy="steps" if validate else "no",
         eval_steps=train.eval_steps,
@@ -291,4 +293,5 @@ def _what_ran(config: LabConfig, runtime: Runtime) -> dict[str, Any]:
             "warmup": warmup, "max_grad_norm": train.max_grad_norm, "padding_free": train.padding_free,
             "max_seq_length": train.max_seq_length, "long_sequences": train.long_sequences,
             "group_by_length": train.group_by_length, "gradient_checkpointing": checkpointing,
-            "lora": {**as_dict(train.lora), "modules": train.lora.modules()}}
+            "lora": {**as_dict(train.lora), "modules": train.lora.modules()},
+            **({"cpu_threads": cpu_threads()} if runtime.device == "cpu" else {})}

@@ -13,7 +13,7 @@ from pathlib import Path
 from lab.cli import run_stage
 from lab.comparison import compare
 from lab.config import load_config
-from lab.io import read_jsonl, write_json, write_jsonl
+from lab.io import read_jsonl, staged_outputs, write_json, write_jsonl
 
 
 def main() -> None:
@@ -23,12 +23,14 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="the compare metrics JSON to write")
     parser.add_argument("--gallery", type=Path, required=True, help="the gallery JSON to write")
     args = parser.parse_args()
-    config = load_config()
-    metrics, gallery, paired_rows = compare(config, read_jsonl(args.predictions_dir / "base.jsonl"),
-                                            read_jsonl(args.predictions_dir / "finetuned.jsonl"))
-    write_jsonl(args.predictions_dir / "paired.jsonl", paired_rows)
-    write_json(args.gallery, gallery)
-    write_json(args.metrics, metrics)
+    outputs = (args.predictions_dir / "paired.jsonl", args.gallery, args.metrics)
+    with staged_outputs(*outputs) as (paired_path, gallery_path, metrics_path):
+        config = load_config()
+        metrics, gallery, paired_rows = compare(config, read_jsonl(args.predictions_dir / "base.jsonl"),
+                                                read_jsonl(args.predictions_dir / "finetuned.jsonl"))
+        write_jsonl(paired_path, paired_rows)
+        write_json(gallery_path, gallery)
+        write_json(metrics_path, metrics)
     headline = config.compare.headline_metric
     test = metrics["metrics"][headline]
     print(f"compare: {metrics['examples']} examples, {headline} {test['difference']:+.4f} "

@@ -16,7 +16,7 @@ from pathlib import Path
 from lab.cli import run_stage
 from lab.config import load_config
 from lab.evaluation import base_quantization, evaluate
-from lab.io import read_jsonl, write_json, write_jsonl
+from lab.io import read_jsonl, staged_outputs, write_json, write_jsonl
 from lab.modeling import load_for_inference
 from lab.runtime import resolve_device
 
@@ -33,14 +33,15 @@ def main() -> None:
     args = parser.parse_args()
     if (args.model == "finetuned") != (args.adapter is not None):
         parser.error("--adapter is required for finetuned and not taken by base")
-    config = load_config()
-    quantization = base_quantization(config, finetuned=args.model == "finetuned")
-    model, tokenizer = load_for_inference(args.base, args.adapter, resolve_device(), quantization,
-                                          config.model.trust_remote_code)
-    rows, metrics = evaluate(config, model, tokenizer, read_jsonl(args.eval_file))
-    metrics = {"model": args.model, "base_quantization": quantization, **metrics}
-    write_jsonl(args.predictions, rows)
-    write_json(args.metrics, metrics)
+    with staged_outputs(args.predictions, args.metrics) as (predictions_path, metrics_path):
+        config = load_config()
+        quantization = base_quantization(config, finetuned=args.model == "finetuned")
+        model, tokenizer = load_for_inference(args.base, args.adapter, resolve_device(), quantization,
+                                              config.model.trust_remote_code)
+        rows, metrics = evaluate(config, model, tokenizer, read_jsonl(args.eval_file))
+        metrics = {"model": args.model, "base_quantization": quantization, **metrics}
+        write_jsonl(predictions_path, rows)
+        write_json(metrics_path, metrics)
     print(f"evaluate {args.model}: rouge1 {metrics['rouge1']} rouge2 {metrics['rouge2']} rougeL {metrics['rougeL']} "
           f"({metrics['generation']['tokens_per_s']} new tokens/s on {metrics['device']})")
 

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from lab.cli import run_stage
-from lab.io import read_json, write_json, write_text
+from lab.io import read_json, staged_outputs, write_json, write_text
 from lab.report import build_report
 from lab.summary import headline
 
@@ -24,9 +24,10 @@ def main() -> None:
     parser.add_argument("--summary", type=Path, required=True, help="output: the headline metrics (.json)")
     args = parser.parse_args()
     report_path = args.metrics_dir / "report.md"
-    write_text(report_path, build_report(args.metrics_dir, args.loss_curve))
-    write_json(args.summary, headline(read_json(args.metrics_dir / "train.json"),
-                                      read_json(args.metrics_dir / "compare.json")))
+    with staged_outputs(report_path, args.metrics_dir / "plots", args.summary) as (report, plots, summary):
+        write_text(report, build_report(args.metrics_dir, args.loss_curve, plots))
+        write_json(summary, headline(read_json(args.metrics_dir / "train.json"),
+                                     read_json(args.metrics_dir / "compare.json")))
     print(f"report: {report_path} (plots in {args.metrics_dir / 'plots'})")
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from lab.cli import run_stage
 from lab.config import load_config
-from lab.io import atomic_dir, read_jsonl, write_json
+from lab.io import read_jsonl, staged_outputs, write_json
+from lab.reproducibility import save_adapter
 from lab.training import fine_tune
 
 
 def main() -> None:
-    """Fine-tune, save the adapter atomically, write the metrics, print one line."""
+    """Fine-tune, then commit the adapter, the loss curves and the metrics together; print one line."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", type=Path, required=True, help="base model directory")
     parser.add_argument("--train-file", type=Path, required=True, help="train split (.jsonl)")
@@ -28,13 +29,13 @@ def main() -> None:
                         help="output kept between runs: checkpoints that a rerun with the same params resumes from")
     parser.add_argument("--metrics", type=Path, required=True, help="output: train metrics (.json)")
     args = parser.parse_args()
-    config = load_config()
-    model, tokenizer, metrics = fine_tune(config, args.base, read_jsonl(args.train_file),
-                                          read_jsonl(args.validation_file), args.live_dir, args.checkpoints)
-    with atomic_dir(args.adapter) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-    write_json(args.metrics, metrics)
+    # The checkpoints are not staged: they outlive a stopped run on purpose (lab/checkpoints.py).
+    with staged_outputs(args.adapter, args.live_dir, args.metrics) as (adapter, live_dir, metrics_path):
+        config = load_config()
+        model, tokenizer, metrics = fine_tune(config, args.base, read_jsonl(args.train_file),
+                                              read_jsonl(args.validation_file), live_dir, args.checkpoints)
+        save_adapter(model, tokenizer, adapter)
+        write_json(metrics_path, metrics)
     resumed = f", resumed at step {metrics['resumed_from_step']}" if metrics["resumed_from_step"] is not None else ""
     print(f"train: {metrics['steps']} steps ({metrics['stop_reason']}{resumed}), loss {metrics['loss_first_quarter']} "
           f"-> {metrics['loss_last_quarter']}, best validation loss {metrics['best_validation_loss']} at step "

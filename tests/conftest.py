@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from lab.config import LabConfig, load_config
 
@@ -76,3 +80,71 @@ def terminal_stderr(monkeypatch: pytest.MonkeyPatch) -> Callable[[], io.StringIO
         return terminal
 
     return install
+
+
+# The whole pipeline at its smallest, for the tests that run the stage scripts as processes (kills,
+# reruns): 2 optimizer steps of 2 short examples, 2 eval examples of 8 new tokens each.
+TINY_LAB = {
+    "data": {"builtin": {"packages": ["json", "string", "textwrap"]}, "eval_examples": 2, "max_train_examples": 4,
+             "test_size": 0.3, "validation_examples": 2},
+    "train": {"batch_size": 2, "grad_accum": 1, "max_seq_length": 64, "eval_steps": 1, "warmup_steps": 0},
+    "evaluate": {"max_new_tokens": 8, "batch_size": 2, "semantic_similarity": False},
+    "compare": {"bootstrap_resamples": 200},
+}
+STAGE_ORDER = ("prepare", "train", "evaluate_base", "evaluate_finetuned", "compare", "report")
+# The tiny lab's run uses this string hashing (a rerun's test picks another): set orders differ.
+TINY_LAB_HASH_SEED = 1
+
+
+def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `update`'s values, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _merged(base.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
+
+
+def dvc_stages() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def stage_argv(name: str) -> list[str]:
+    """A stage's command as dvc.yaml gives it, the script resolved in this repository."""
+    words = dvc_stages()[name]["cmd"].split()
+    return [str(REPO / words[1]), *words[2:]]
+
+
+def stage_outputs(name: str) -> list[str]:
+    """The paths a stage writes (outs and metrics), less the persisted ones (a cache, not a result)."""
+    entries = dvc_stages()[name].get("outs", []) + dvc_stages()[name].get("metrics", [])
+    paths = [(entry, {}) if isinstance(entry, str) else next(iter(entry.items())) for entry in entries]
+    return [path for path, options in paths if not (options or {}).get("persist")]
+
+
+def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), **(extra or {})}
+
+
+def run_stage_process(name: str, root: Path, env: dict[str, str] | None = None, script: str | None = None,
+                      script_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run stage `name` in `root` as its own process, as DVC would; `script` (python -c) runs instead
+    of the stage script, with the stage's argv as JSON and then `script_args` as its arguments."""
+    argv = stage_argv(name)
+    command = [sys.executable, "-c", script, json.dumps(argv), *script_args] if script else [sys.executable, *argv]
+    return subprocess.run(command, cwd=root, env=stage_env(env), capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def tiny_lab(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lab folder where every stage after base_model ran once, uninterrupted, on TINY_LAB (the
+    base model is a link to the session's converted one)."""
+    root = tmp_path_factory.mktemp("tiny-lab")
+    make_config(TINY_LAB)  # the overrides are valid params
+    params = _merged(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_LAB)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "models").mkdir()
+    (root / "models" / "base").symlink_to(embedded_model_dir, target_is_directory=True)
+    for name in STAGE_ORDER:
+        result = run_stage_process(name, root, env={"PYTHONHASHSEED": str(TINY_LAB_HASH_SEED)})
+        assert result.returncode == 0, f"{name}:\n{result.stderr[-3000:]}"
+    return root

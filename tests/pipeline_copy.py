@@ -37,7 +37,9 @@ def deep_update(target: dict, update: dict) -> dict:
 def make_lab_copy(root: Path, overrides: dict[str, Any]) -> Path:
     """A git + DVC repository in `root` holding the lab's code and params.yaml with `overrides`
     (nested like the file), committed as in a clone."""
-    for name in ("dvc.yaml", "stages", "lab"):
+    # .gitignore too: it keeps the stages' temporary outputs out of git (and dvclive from adding its
+    # staged folder to an experiment's commit).
+    for name in ("dvc.yaml", "stages", "lab", ".gitignore"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))

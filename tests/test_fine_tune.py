@@ -9,6 +9,7 @@ import pytest
 from lab.backends import check_lora_targets, load_trainable_model
 from lab.errors import ConfigError
 from lab.masking import tokenize_conversation
+from lab.reproducibility import full_determinism
 from lab.runtime import resolve_runtime
 from lab.training import (
     _TRL_SFT_LOGGER,
@@ -136,6 +137,8 @@ def test_training_params_reach_the_trainer(tmp_path):
     assert (plain.warmup_steps, plain.lr_scheduler_type.value, plain.max_grad_norm) == (5, "linear", 1.0)
     assert not plain.bf16 and plain.eval_strategy.value == "no"
     assert (plain.seed, plain.data_seed) == (make_config().seed,) * 2  # train.seed null: the top-level seed
+    # On CPU, torch's deterministic algorithms (lab.reproducibility); a GPU run keeps its speed.
+    assert plain.full_determinism and full_determinism("cpu") and not full_determinism("cuda")
 
 
 def test_lora_presets_layers_and_rslora_reach_peft(embedded_model_dir):

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.io import PARTIAL_SUFFIX
+
 from .pipeline_copy import dvc, make_lab_copy, run
 
 TINY = {
@@ -71,6 +73,11 @@ def test_repro_then_experiment_reruns_only_what_lr_touches(lab_copy: Path):
     for stage in ("train", "evaluate_finetuned", "report"):
         assert f"Running stage '{stage}'" in result.stdout
     assert yaml.safe_load((lab_copy / "params.yaml").read_text())["lr"] == pytest.approx(1e-4)
+    # No temporary output is left, nor committed with the experiment.
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], lab_copy).stdout.split()
+    committed = [run(["git", "ls-tree", "-r", "--name-only", ref], lab_copy).stdout for ref in refs]
+    assert refs and not any(PARTIAL_SUFFIX in files for files in committed)
+    assert not list(lab_copy.rglob(f"*{PARTIAL_SUFFIX}"))
 
     # 3. Comparing the runs: DVC lists one metrics file, the summary, so both commands stay short.
     diff = json.loads(dvc("metrics", "diff", "--all", "--json", cwd=lab_copy).stdout)
