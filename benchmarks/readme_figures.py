@@ -26,6 +26,7 @@ from result_renderers import (  # benchmarks/, beside this script
     render_eval_throughput,
     render_experiment,
     render_pipeline,
+    render_rehearsal,
     render_scoring_cpu,
     render_train_throughput,
     table,
@@ -60,6 +61,8 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "train_throughput": ("python benchmarks/train_throughput.py", render_train_throughput),
     "eval_throughput": ("python benchmarks/eval_throughput.py", render_eval_throughput),
     "dedup": ("python benchmarks/dedup.py --out benchmarks/results/dedup.json", render_dedup),
+    "rehearsal": ("python benchmarks/rehearsal.py --base DIR --data FILE --out benchmarks/results/rehearsal.json",
+                  render_rehearsal),
     "data_experiment": ("python benchmarks/experiment_vs_baseline.py --set data.filters.min_answer_words=12 "
                         "--out benchmarks/results/data_experiment.json", render_experiment),
 }

@@ -168,3 +168,29 @@ def render_experiment(result: dict[str, Any]) -> str:
             f"{table(['Metric', 'Baseline', 'Experiment', 'Change'], rows)}"
             f"\n\nExperiment minus baseline, both fine-tuned, paired over the same eval examples ({confidence}% "
             f"bootstrap interval, two-sided p):\n\n{table(['Metric', 'Gain', 'p'], gains)}\n\n{verdict}")
+
+
+def render_rehearsal(result: dict[str, Any]) -> str:
+    """The full lab rehearsed on a random-weight base: per-stage times of the slice that ran, and the
+    full lab's time projected from them (benchmarks/rehearsal.py)."""
+    projection, train, stages = result["projection"], result["train"], result["stage_seconds"]
+    base = result.get("rehearsal_base") or {}
+    rows = [[f"`{stage}`", number(seconds, 1),
+             number(projection["train"]["train_stage_s"], 0) if stage == "train" else number(seconds, 1)]
+            for stage, seconds in stages.items()]
+    stage_table = table(["Stage", "Measured (s)", "Full lab, projected (s)"], rows)
+    extra = result.get("extra_settings") or []
+    return (f"{base.get('architecture', 'the model')} with **random weights** ({base.get('parameters', 0):,} "
+            f"parameters; its answers are noise, so its ROUGE means nothing) on "
+            f"{result['rows']['raw']:,} FineTome-shaped conversations, the README's full-lab command with a "
+            f"training slice of {result['rows']['train']:,} conversations ({train['steps']} optimizer steps)"
+            + (f" and {', '.join(f'`{s}`' for s in extra)}" if extra else "") + ". "
+            f"Training ran at **{number(train['tokens_per_s'], 0)} tokens/s**, peak GPU memory "
+            f"**{number(train['peak_memory_gib'], 1)} GiB** ({train['ran']['backend']}, "
+            f"{train['ran']['quantization']}, {train['ran']['dtype']}); each evaluation (100 examples x 256 "
+            f"new tokens, batch 100) took {number(stages['evaluate_base'], 1)} s and "
+            f"{number(stages['evaluate_finetuned'], 1)} s as stages. Projected full lab "
+            f"({projection['train']['examples']:,} training conversations, {number(projection['train']['epochs'], 0)} "
+            f"epoch, {number(projection['train']['tokens'] / 1e6, 1)}M tokens at the slice's rate): "
+            f"**{number(projection['total_h'], 2)} h**, of which training "
+            f"{number(projection['train']['train_stage_s'] / 3600, 2)} h.\n\n" + stage_table)
