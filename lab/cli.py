@@ -33,6 +33,9 @@ def run_stage(main: Callable[[], None]) -> None:
     stopped stage exits with the shell's code for the signal (130 Ctrl-C, 143 SIGTERM)."""
     name = Path(sys.argv[0]).stem
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # Python then leaves it so: a stage is still stopped cleanly by Ctrl-C (what `dvc` forwards).
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main()
     except (LabError, FileNotFoundError) as error:
@@ -43,3 +46,4 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(128 + signum)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous_interrupt is None else previous_interrupt)

@@ -20,7 +20,7 @@ def test_evaluate_scores_every_example_and_records_how_it_generated(base_model, 
     assert all(set(row["scores"]) == {"rouge1", "rougeL"} and row["prediction"] for row in rows)
     assert all(row["new_tokens"] <= 8 for row in rows)
     assert metrics["device"] == "cpu" and 0 <= metrics["rouge1"] <= 1 and "semantic" not in metrics
-    assert metrics["generation"]["decoder"] == "generate" and metrics["generation"]["max_new_tokens"] == 8
+    assert metrics["generation"]["decoder"] == "static" and metrics["generation"]["max_new_tokens"] == 8
     assert metrics["rouge_config"] == {"types": ["rouge1", "rougeL"], "use_stemmer": True, "tokenizer": "default"}
     assert metrics["semantic_model"] is None
 

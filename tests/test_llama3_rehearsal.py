@@ -151,8 +151,9 @@ def test_generation_stops_at_each_llama_3_end_token(llama_base, llama_tokenizer,
     answer = llama_tokenizer("The answer", add_special_tokens=False)["input_ids"]
     junk = llama_tokenizer(" more", add_special_tokens=False)["input_ids"]
     model = ScriptedModel(GenerationConfig.from_pretrained(llama_base), [*answer, stop, *junk])
+    # decode="generate": the scripted model stands in for transformers' generate.
     results, _ = generate(model, llama_tokenizer, [CONVERSATION[:2]], batch_size=1, max_new_tokens=16,
-                          max_input_tokens=1024, decode="auto", cuda_graph=True)
+                          max_input_tokens=1024, decode="generate", cuda_graph=True)
     assert results[0] == {**results[0], "prediction": "The answer", "new_tokens": len(answer),
                           "hit_max_new_tokens": False}
     # Greedy whatever the model's own generation config says (Llama 3.2 samples by default).
@@ -175,4 +176,4 @@ def test_the_base_model_stage_keeps_the_rehearsal_bases_tokenizer_template_stops
     # The real (random) model decodes through the lab: greedy, at most max_new_tokens.
     results, timing = generate(model, tokenizer, [CONVERSATION[:2]], batch_size=1, max_new_tokens=4,
                                max_input_tokens=1024, decode="auto", cuda_graph=True)
-    assert results[0]["new_tokens"] <= 4 and timing["decoder"] == "generate"
+    assert results[0]["new_tokens"] <= 4 and timing["decoder"] == "static"
