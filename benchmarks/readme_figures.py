@@ -61,6 +61,8 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "train_throughput": ("python benchmarks/train_throughput.py", render_train_throughput),
     "eval_throughput": ("python benchmarks/eval_throughput.py", render_eval_throughput),
     "dedup": ("python benchmarks/dedup.py --out benchmarks/results/dedup.json", render_dedup),
+    "cpu_experiment": ("python benchmarks/experiment_vs_baseline.py --set lr=1e-4 "
+                       "--out benchmarks/results/cpu_experiment.json", render_experiment),
     "rehearsal": ("python benchmarks/rehearsal.py --base DIR --data FILE --out benchmarks/results/rehearsal.json",
                   render_rehearsal),
     "data_experiment": ("python benchmarks/experiment_vs_baseline.py --set data.filters.min_answer_words=12 "

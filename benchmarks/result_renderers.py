@@ -163,7 +163,9 @@ def render_experiment(result: dict[str, Any]) -> str:
     verdict = (f"The interval excludes zero for {', '.join(clear)}." if clear else
                "No metric's interval excludes zero: the two runs cannot be told apart on this eval sample.")
     return (f"`dvc exp run {' '.join('-S ' + s for s in result['params_set'])}` against the baseline "
-            f"`{str(result['baseline_commit'])[:10]}`; reran {', '.join(result['stage_seconds'])}.\n\n"
+            f"`{str(result['baseline_commit'])[:10]}`; reran "
+            f"{', '.join(f'{stage} ({number(seconds, 0)} s)' for stage, seconds in result['stage_seconds'].items())}, "
+            f"**{number(sum(result['stage_seconds'].values()), 0)} s** in all.\n\n"
             f"`dvc metrics diff` (baseline → experiment):\n\n"
             f"{table(['Metric', 'Baseline', 'Experiment', 'Change'], rows)}"
             f"\n\nExperiment minus baseline, both fine-tuned, paired over the same eval examples ({confidence}% "
