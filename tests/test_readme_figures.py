@@ -207,7 +207,7 @@ def test_experiment_block_shows_the_metrics_diff_and_the_paired_gain(tmp_path: P
            "metrics_diff": diff, "gain_over_baseline": {"rougeL": gain}})
     body = rf.render_block("data_experiment", tmp_path)
     assert "`dvc exp run -S data.filters.min_answer_words=12` against the baseline `0123456789`" in body
-    assert "reran prepare, train." in body
+    assert "reran prepare (9 s), train (300 s), **309 s** in all." in body
     assert "| `validation_loss` | 1.7458 | 1.7100 | -0.0358 |" in body
     assert "| `rougeL.difference` | 0.0395 | 0.0548 | +0.0153 |" in body and "train_seconds" not in body
     assert "| rougeL | +0.0153 [-0.0100, +0.0400] | 0.250 |" in body and "(95% bootstrap interval" in body
