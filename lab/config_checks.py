@@ -17,8 +17,10 @@ from lab.hub import is_hub_id, local_model_problem
 if TYPE_CHECKING:
     from lab.config import DataConfig, FiltersConfig, LabConfig, ModelConfig
 
-# The local dataset files the lab reads (lab.data reads them through `datasets`).
-DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet")
+# The local dataset files the lab reads, and how lab.data reads each: its own line-by-line JSON reader
+# (lab.json_rows), or `datasets`' parquet loader.
+DATA_FILE_LOADERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+DATA_FILE_SUFFIXES = tuple(DATA_FILE_LOADERS)
 
 
 def _check(condition: bool, key: str, value: Any, rule: str) -> None:

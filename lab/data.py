@@ -19,6 +19,7 @@ from typing import Any
 
 from lab.answer_format import apply_answer_format
 from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
+from lab.config_checks import DATA_FILE_LOADERS
 from lab.data_stats import SourceLedger, dataset_stats
 from lab.errors import DataError
 from lab.filters import apply_filters
@@ -31,8 +32,6 @@ from lab.rows import normalize_rows
 
 # The prepare stage's outputs: data/<split>.jsonl for each, and the statistics (metrics/data.json).
 SPLITS = ("train", "validation", "test", "eval")
-
-FILE_LOADERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
 def load_raw_rows(config: DataConfig, seed: int) -> list[Any]:
@@ -47,10 +46,10 @@ def load_source_rows(source: str, config: DataConfig, seed: int, key: str, revis
     if source == BUILTIN_DATASET:
         return builtin_rows(config, seed)
     path = Path(source)
-    if path.suffix.lower() in FILE_LOADERS or path.exists():
+    if path.suffix.lower() in DATA_FILE_LOADERS or path.exists():
         if not path.is_file():
             raise DataError(f"{key}: file {path} not found")
-        loader = FILE_LOADERS.get(path.suffix.lower())
+        loader = DATA_FILE_LOADERS.get(path.suffix.lower())
         if loader is None:
             raise DataError(f"{key}: {path} is not .json, .jsonl or .parquet")
         if loader == "json":  # read line by line: one bad line is one invalid row (lab.json_rows)
