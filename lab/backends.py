@@ -12,6 +12,7 @@ from typing import Any
 
 from lab.attention import use_packed_attention
 from lab.config import LORA_PRESETS, LabConfig, LoraConfig
+from lab.distributed import local_rank, world_size
 from lab.errors import ConfigError
 from lab.hub import local_model_problem
 from lab.modeling import ensure_pad_token, kbit_config
@@ -80,6 +81,8 @@ def _load_unsloth(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[
         model_name=str(base_dir), max_seq_length=train.max_seq_length, dtype=getattr(torch, runtime.dtype),
         load_in_4bit=runtime.quantization == "4bit", load_in_8bit=runtime.quantization == "8bit",
         trust_remote_code=config.model.trust_remote_code,
+        # Each data-parallel process on its own GPU; one process keeps Unsloth's own placement.
+        **({"device_map": {"": local_rank()}} if world_size() > 1 else {}),
     )
     checkpointing = CHECKPOINTING_MODES[train.checkpointing_mode] if train.gradient_checkpointing else False
     model = FastLanguageModel.get_peft_model(
@@ -108,7 +111,7 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
                               "quantization_config": kbit_config(runtime.quantization, dtype),
                               "use_safetensors": True, "trust_remote_code": trust}
     if runtime.device == "cuda":
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": local_rank()}  # each data-parallel process on its own GPU
     torch.manual_seed(config.train_seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
     # On CPU, padding-free batches attend example by example (lab.attention): the same loss, 1.3x the

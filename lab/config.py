@@ -44,6 +44,9 @@ DataOrder = Literal["shuffle", "curriculum"]
 CurriculumKey = Literal["length", "score", "domain"]
 AnswerFormat = Literal["keep", "steps", "json"]
 FinetunedBase = Literal["full", "as_trained"]
+Auto = Literal["auto"]
+BatchScaling = Literal["fixed_global", "per_device"]
+LrScaling = Literal["none", "linear", "sqrt"]
 # LoRA target presets, usable in train.lora.target_modules beside module names (Llama-style names,
 # which Llama, Qwen, Mistral and SmolLM share).
 LORA_PRESETS: dict[str, tuple[str, ...]] = {
@@ -181,6 +184,9 @@ class TrainConfig:
     logging_steps: int
     eval_steps: int
     early_stopping_patience: int | None
+    processes: int | Auto
+    batch_scaling: BatchScaling
+    lr_scaling: LrScaling
     lora: LoraConfig
 
 

@@ -45,6 +45,14 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
             raise ConfigError(f"{key}: expected a mapping of names to values, got {value!r}")
         return {name: coerce(item, get_args(hint)[1], f"{key}.{name}") for name, item in value.items()}
+    words = [a for a in args if get_origin(a) is Literal]
+    if words and int in args:  # a count or a word (train.processes: 2 or auto)
+        if isinstance(value, str):
+            if value not in get_args(words[0]):
+                raise ConfigError(f"{key}: {value!r} is not allowed; allowed: a whole number or "
+                                  f"{'|'.join(get_args(words[0]))}")
+            return value
+        return coerce(value, int, key)
     if set(args) == {int, float}:
         # int | float keeps what was written: 3 (a count) stays an int, 0.5 or 1.0 (a share) a float.
         return coerce(value, int if isinstance(value, int) else float, key)

@@ -166,9 +166,29 @@ def _validate_train(config: LabConfig) -> None:
            f"non-empty: module names or the presets {sorted(LORA_PRESETS)}")
     _check(train.seed is None or 0 <= train.seed < 2**32, "train.seed", train.seed,
            "null (the top-level seed) or in [0, 2**32)")
+    _validate_processes(train)
     layers = lora.layers_to_transform
     _check(layers is None or (bool(layers) and min(layers) >= 0 and len(set(layers)) == len(layers)),
            "train.lora.layers_to_transform", layers, "null (every layer) or distinct layer indices >= 0")
+
+
+def _validate_processes(train: Any) -> None:
+    """train.processes, and how the batch and lr follow it (auto is checked once it resolves:
+    lab.distributed.resolve_processes)."""
+    _check(train.processes == "auto" or train.processes >= 1, "train.processes", train.processes,
+           "a whole number >= 1, or auto (every visible GPU)")
+    if train.processes != "auto":
+        check_batch_split(train, train.processes)
+    _check(train.lr_scaling == "none" or train.batch_scaling == "per_device", "train.lr_scaling", train.lr_scaling,
+           "none unless train.batch_scaling is per_device (fixed_global keeps the global batch, and so the lr)")
+
+
+def check_batch_split(train: Any, processes: int) -> None:
+    """fixed_global splits train.grad_accum's micro-batches among the processes: it must divide."""
+    _check(train.batch_scaling != "fixed_global" or train.grad_accum % processes == 0, "train.grad_accum",
+           train.grad_accum, f"a multiple of the {processes} processes with train.batch_scaling fixed_global "
+           "(each process accumulates an equal share of the optimizer step's micro-batches); or set "
+           "train.batch_scaling: per_device")
 
 
 def _validate_compare(config: LabConfig) -> None:

@@ -10,7 +10,6 @@ must be imported (by lab.runtime.resolve_runtime) before transformers so that it
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,12 @@ from lab.checkpoints import (
     save_args,
 )
 from lab.config import LabConfig, TrainConfig, as_dict
+from lab.distributed import batch_plan, is_main_process, main_process_first, world_size
 from lab.masking import tokenize_for_training
 from lab.modeling import no_library_progress_bars
 from lab.reproducibility import cpu_threads, full_determinism
 from lab.runtime import Runtime, out_of_memory_advice, peak_memory_gib, resolve_runtime
+from lab.training_progress import progress_callback
 
 # trl logs this on every padding-free run whose attention is not FlashAttention.
 PADDING_FREE_WARNING = "Padding-free training is enabled, but the attention implementation is not set to a supported"
@@ -51,13 +52,14 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
     from trl import SFTConfig
 
     train = config.train
+    plan = batch_plan(train, config.lr, world_size())  # one process: grad_accum and lr as set
     return SFTConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.grad_accum,
+        gradient_accumulation_steps=plan.grad_accum_per_process,
         num_train_epochs=train.epochs,
-        learning_rate=config.lr,
+        learning_rate=plan.lr,
         # transformers reads a float in [0, 1) as a share of all steps, a whole number as steps.
         warmup_steps=train.warmup_steps if train.warmup_steps < 1 else int(train.warmup_steps),
         weight_decay=train.weight_decay,
@@ -86,6 +88,8 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
         fp16=runtime.dtype == "float16",
         use_cpu=runtime.device == "cpu",
         dataloader_num_workers=0,
+        # Every LoRA weight gets a gradient at every step: DDP need not search the graph for unused ones.
+        ddp_find_unused_parameters=False,
         # The lab draws its own bar (progress_callback); run_training drops the per-step printer.
         disable_tqdm=True,
         train_sampling_strategy=_sampling_strategy(config),
@@ -99,46 +103,6 @@ def _sampling_strategy(config: LabConfig) -> str:
     if config.data.order == "curriculum":
         return "sequential"
     return "group_by_length" if config.train.group_by_length else "random"
-
-
-def progress_callback() -> Any:
-    """A TrainerCallback drawing one tqdm bar on stderr: steps, ETA, the last logged loss and the
-    tokens/s so far (from trl's running `num_tokens`). Like every lab bar, it shows on a terminal
-    only (tqdm's disable=None), so logs and captured output stay clean."""
-    from tqdm import tqdm
-    from transformers import TrainerCallback
-
-    class TrainingProgress(TrainerCallback):
-        """One bar for the whole run, instead of a printed dict per logging step."""
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            """Open the bar at the run's optimizer-step count; tokens/s counts from here."""
-            self.started = time.perf_counter()
-            self.bar = tqdm(total=state.max_steps, desc="train", unit="step", file=sys.stderr, disable=None,
-                            dynamic_ncols=True)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            """Advance to the trainer's step count (one optimizer step, all accumulation included)."""
-            self.bar.update(state.global_step - self.bar.n)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-            """Show the loss just logged (and the last validation loss), and the tokens/s so far."""
-            if logs and "eval_loss" in logs:
-                self.validation_loss = logs["eval_loss"]
-            if not logs or "loss" not in logs:
-                return  # an evaluation, or the end-of-run summary: the stage prints its own line
-            postfix = {"loss": f"{logs['loss']:.4f}"}
-            if getattr(self, "validation_loss", None) is not None:
-                postfix["val"] = f"{self.validation_loss:.4f}"
-            if "num_tokens" in logs:
-                postfix["tokens/s"] = f"{logs['num_tokens'] / (time.perf_counter() - self.started):,.0f}"
-            self.bar.set_postfix(postfix)
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            """Close the bar, leaving its final state on screen."""
-            self.bar.close()
-
-    return TrainingProgress()
 
 
 def _is_padding_free_warning(record: logging.LogRecord) -> bool:
@@ -175,11 +139,12 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     _silence_padding_free_warning(model, runtime)
     patience = config.train.early_stopping_patience
     stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if validation_rows and patience else []
+    progress = progress_callback()
     trainer = SFTTrainer(
         model=model, args=sft_config(config, runtime, checkpoint_dir, validate=bool(validation_rows), resumable=True),
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
-        processing_class=tokenizer, callbacks=[*callbacks, *stopping, progress_callback()],
+        processing_class=tokenizer, callbacks=[*callbacks, *stopping, progress],
     )
     # disable_tqdm=True swaps transformers' bars for PrinterCallback, which prints every log dict.
     trainer.remove_callback(PrinterCallback)
@@ -193,7 +158,7 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     training_loss = output.training_loss + loss_before(state.log_history, resumed_step) / max(state.global_step, 1)
     return {**_loss_figures(state.log_history, training_loss), **_selection(state, bool(validation_rows)),
             "steps": state.global_step, "resumed_from_step": resumed_step if resume_from else None,
-            "runtime_s": round(seconds, 1)}
+            "runtime_s": round(seconds, 1), "steady_tokens_per_s": progress.steady_tokens_per_s()}
 
 
 def _training_memory_advice(config: LabConfig, rows: list[dict]) -> tuple[str, list[str]]:
@@ -234,27 +199,32 @@ def _selection(state: Any, validated: bool) -> dict[str, Any]:
 
 
 def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, Any]],
-              validation: list[dict[str, Any]], live_dir: Path,
+              validation: list[dict[str, Any]], live_dir: Path | None,
               checkpoint_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     """LoRA fine-tuning of the base model on `conversations`, the loss curves (train, and
     validation on `validation`) logged to `live_dir` for `dvc plots`, checkpoints in
     `checkpoint_dir` (a killed run of the same params, data and base model resumes from there);
     returns the model holding the best validation step's adapter (the last step's without
-    validation), its tokenizer and the train metrics."""
+    validation), its tokenizer and the train metrics.
+
+    In a data-parallel run (lab.distributed) every process calls this; only the first logs the
+    curves (the others pass live_dir None) and marks the checkpoints finished."""
     runtime = resolve_runtime(config.train)  # with unsloth, imports it before transformers
     check_chat_template(config, runtime)
     check_lora_targets(base_dir, config.train.lora, config.model.trust_remote_code)
     from dvclive import Live
 
     fingerprint = run_fingerprint(config, runtime, base_dir, conversations, validation)
-    resume_from = prepare_checkpoints(checkpoint_dir, fingerprint)
+    with main_process_first():  # the first process clears stale checkpoints before any reads them
+        resume_from = prepare_checkpoints(checkpoint_dir, fingerprint)
     with no_library_progress_bars():
         model, tokenizer = load_trainable_model(base_dir, config, runtime)
         rows, validation_rows, token_stats = tokenize_splits(tokenizer, conversations, validation, config.train)
-        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
+        callbacks = [live_callback(Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False))] if live_dir else []
         figures = run_training(model, tokenizer, rows, validation_rows, config, runtime, checkpoint_dir,
-                               callbacks=[live_callback(live)], resume_from=resume_from)
-    mark_finished(checkpoint_dir, fingerprint)
+                               callbacks=callbacks, resume_from=resume_from)
+    if is_main_process():
+        mark_finished(checkpoint_dir, fingerprint)
     tokens_seen = int(token_stats["train"]["tokens"] * config.train.epochs)
     # This session's share of the tokens (by steps, after a resume) over this session's time.
     session_share = 1 - (figures["resumed_from_step"] or 0) / max(figures["steps"], 1)
@@ -266,6 +236,7 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
         "data": token_stats["train"],
         "validation_data": token_stats["validation"],
         "ran": _what_ran(config, runtime),
+        "distributed": batch_plan(config.train, config.lr, world_size()).as_dict(),
     }
     return model, tokenizer, metrics
 

@@ -2,16 +2,19 @@
 
 Writes the adapter and tokenizer, the loss curve (dvclive) and the train metrics: losses, steps,
 tokens, speed, peak memory, what actually ran and the step it resumed from. Checkpoints go to a
-folder DVC keeps between runs, so a killed run resumes. Paths come from dvc.yaml.
+folder DVC keeps between runs, so a killed run resumes. With train.processes above 1 it relaunches
+itself through `accelerate launch`, one process per GPU (lab/distributed.py). Paths come from dvc.yaml.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lab.cli import run_stage
 from lab.config import load_config
+from lab.distributed import is_main_process, launched, relaunch, resolve_processes
 from lab.io import read_jsonl, staged_outputs, write_json
 from lab.reproducibility import save_adapter
 from lab.training import fine_tune
@@ -29,11 +32,17 @@ def main() -> None:
                         help="output kept between runs: checkpoints that a rerun with the same params resumes from")
     parser.add_argument("--metrics", type=Path, required=True, help="output: train metrics (.json)")
     args = parser.parse_args()
+    config = load_config()
+    processes = resolve_processes(config.train)
+    if processes > 1 and not launched():
+        sys.exit(relaunch(processes))  # this script again, once per GPU, through accelerate launch
+    conversations, validation = read_jsonl(args.train_file), read_jsonl(args.validation_file)
+    if not is_main_process():  # a data-parallel peer: it trains, the first process writes
+        fine_tune(config, args.base, conversations, validation, None, args.checkpoints)
+        return
     # The checkpoints are not staged: they outlive a stopped run on purpose (lab/checkpoints.py).
     with staged_outputs(args.adapter, args.live_dir, args.metrics) as (adapter, live_dir, metrics_path):
-        config = load_config()
-        model, tokenizer, metrics = fine_tune(config, args.base, read_jsonl(args.train_file),
-                                              read_jsonl(args.validation_file), live_dir, args.checkpoints)
+        model, tokenizer, metrics = fine_tune(config, args.base, conversations, validation, live_dir, args.checkpoints)
         save_adapter(model, tokenizer, adapter)
         write_json(metrics_path, metrics)
     resumed = f", resumed at step {metrics['resumed_from_step']}" if metrics["resumed_from_step"] is not None else ""
