@@ -18,7 +18,8 @@ prepared split:
   each run trains steps x 8 x processes examples (lr unchanged: train.lr_scaling none).
 tokens/s is the trainer's count of every process's tokens after the first 5 optimizer steps
 (metrics/train.json `steady_tokens_per_s`); speedups divide it by the one-process run's. If a
-multi-process run of --backend fails, the runs are repeated with --fallback, and both are recorded.
+multi-process run of --backend fails, it is repeated with --fallback (with that backend's one-process
+run), and both are recorded.
 """
 
 from __future__ import annotations
@@ -68,10 +69,17 @@ def run_stage(name: str, folder: Path, timeout_s: float) -> tuple[int | str, flo
     try:
         done = subprocess.run(stage_argv(name), cwd=folder, env=env, capture_output=True, text=True,
                               timeout=max(timeout_s, 1))
-        code, stderr = done.returncode, done.stderr
+        code, stderr = done.returncode, _errors_first(done.stderr)
     except subprocess.TimeoutExpired as error:
         code, stderr = "timeout", (error.stderr or b"").decode(errors="replace")
-    return code, round(time.perf_counter() - started, 1), stderr[-3000:]
+    return code, round(time.perf_counter() - started, 1), stderr[-4000:]
+
+
+def _errors_first(stderr: str) -> str:
+    """A failed run's error lines (every process's), then the tail: the launcher's summary at the end
+    of stderr does not say what went wrong."""
+    errors = [line for line in stderr.splitlines() if "Error" in line or "error:" in line]
+    return "\n".join(errors[-15:]) + "\n...\n" + stderr[-1500:]
 
 
 def prepare_rows(work: Path, base: Path, data: Path, examples: int, timeout_s: float) -> list[dict[str, Any]]:
@@ -120,10 +128,10 @@ def speedups(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def run_backend(work: Path, args: argparse.Namespace, rows: list[dict], backend: str, deadline: float,
-                runs: list[dict[str, Any]]) -> bool:
-    """Every run of one backend (results appended to `runs` as they come); False once a
-    multi-process run fails."""
-    plan = [(1, "fixed_global")] + [(p, s) for p in args.processes if p > 1 for s in ("per_device", "fixed_global")]
+                runs: list[dict[str, Any]], plan: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The runs of one backend in `plan` (results appended to `runs` as they come); the multi-process
+    ones that failed."""
+    failed = []
     for processes, scaling in plan:
         run = train_run(work, args.base, rows, backend, args.quantization, processes, scaling, args.steps,
                         deadline - time.time())
@@ -131,8 +139,8 @@ def run_backend(work: Path, args: argparse.Namespace, rows: list[dict], backend:
         print(json.dumps({k: v for k, v in run.items() if k not in ("losses", "ran", "stderr_tail")}), flush=True)
         write_json(args.out, payload(args, runs))  # a run cut short by the deadline keeps what it measured
         if "error" in run and processes > 1:
-            return False
-    return True
+            failed.append((processes, scaling))
+    return failed
 
 
 def payload(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -190,8 +198,12 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     rows = prepare_rows(args.work, args.base, args.data, args.steps * 8 * max(args.processes), args.timeout / 4)
     runs: list[dict[str, Any]] = []
-    if not run_backend(args.work, args, rows, args.backend, deadline, runs) and args.fallback:
-        run_backend(args.work, args, rows, args.fallback, deadline, runs)
+    # The largest process count first: it is the likeliest to fail, and the fallback needs to know.
+    plan = [(1, "fixed_global")] + [(p, s) for p in sorted(args.processes, reverse=True) if p > 1
+                                    for s in ("per_device", "fixed_global")]
+    failed = run_backend(args.work, args, rows, args.backend, deadline, runs, plan)
+    if failed and args.fallback:
+        run_backend(args.work, args, rows, args.fallback, deadline, runs, [(1, "fixed_global"), *failed])
     print(json.dumps(payload(args, runs)["speedups"]))
 
 

@@ -51,6 +51,16 @@ def launched() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
+def pin_one_gpu() -> None:
+    """A one-process run trains on one GPU, the first visible one. Left to itself, transformers'
+    Trainer spreads one process over every visible GPU with torch.nn.DataParallel, each micro-batch
+    split among them: on a 4-GPU host that runs 4 x train.batch_size per micro-batch and a quarter of
+    the optimizer steps, not the run params.yaml describes. Call it before CUDA is first used."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not launched() and visible != "":
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[0] if visible else "0"
+
+
 def resolve_processes(train: TrainConfig, cuda_devices: int | None = None) -> int:
     """train.processes on this machine: auto is every visible GPU (1 on CPU); a count above the
     visible GPUs is refused, since two processes on one GPU would only contend for it."""

@@ -158,7 +158,8 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     training_loss = output.training_loss + loss_before(state.log_history, resumed_step) / max(state.global_step, 1)
     return {**_loss_figures(state.log_history, training_loss), **_selection(state, bool(validation_rows)),
             "steps": state.global_step, "resumed_from_step": resumed_step if resume_from else None,
-            "runtime_s": round(seconds, 1), "steady_tokens_per_s": progress.steady_tokens_per_s()}
+            "runtime_s": round(seconds, 1), "steady_steps_per_s": progress.steady_steps_per_s(),
+            "planned_steps": state.max_steps}
 
 
 def _training_memory_advice(config: LabConfig, rows: list[dict]) -> tuple[str, list[str]]:
@@ -228,9 +229,12 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
     tokens_seen = int(token_stats["train"]["tokens"] * config.train.epochs)
     # This session's share of the tokens (by steps, after a resume) over this session's time.
     session_share = 1 - (figures["resumed_from_step"] or 0) / max(figures["steps"], 1)
+    steady = figures.pop("steady_steps_per_s")
     metrics = {
         **figures,
         "tokens_seen": tokens_seen,
+        # After the first steps' warm-up, at the run's mean tokens per optimizer step (every process's).
+        "steady_tokens_per_s": round(steady * tokens_seen / figures["planned_steps"], 1) if steady else None,
         "tokens_per_s": round(tokens_seen * session_share / figures["runtime_s"], 1) if figures["runtime_s"] else None,
         "peak_memory_gib": peak_memory_gib(runtime.device),
         "data": token_stats["train"],

@@ -1,5 +1,5 @@
-"""The train stage's progress bar, which also keeps the running token count that the steady
-tokens/s figure of metrics/train.json comes from."""
+"""The train stage's progress bar, which also clocks the optimizer steps that the steady tokens/s
+figure of metrics/train.json comes from."""
 
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ def progress_callback() -> Any:
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             """Open the bar at the run's optimizer-step count; tokens/s counts from here."""
             self.started = time.perf_counter()
-            self.token_marks: list[tuple[int, float, float]] = []  # (step, seconds, tokens so far)
+            self.step_ends: list[tuple[int, float]] = []  # (optimizer step, seconds since the start)
             self.bar = tqdm(total=state.max_steps, desc="train", unit="step", file=sys.stderr, disable=None,
                             dynamic_ncols=True)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             """Advance to the trainer's step count (one optimizer step, all accumulation included)."""
             self.bar.update(state.global_step - self.bar.n)
+            self.step_ends.append((state.global_step, time.perf_counter() - self.started))
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             """Show the loss just logged (and the last validation loss), and the tokens/s so far."""
@@ -42,23 +43,22 @@ def progress_callback() -> Any:
             if getattr(self, "validation_loss", None) is not None:
                 postfix["val"] = f"{self.validation_loss:.4f}"
             if "num_tokens" in logs:
-                seconds = time.perf_counter() - self.started
-                self.token_marks.append((state.global_step, seconds, logs["num_tokens"]))
-                postfix["tokens/s"] = f"{logs['num_tokens'] / seconds:,.0f}"
+                postfix["tokens/s"] = f"{logs['num_tokens'] / (time.perf_counter() - self.started):,.0f}"
             self.bar.set_postfix(postfix)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             """Close the bar, leaving its final state on screen."""
             self.bar.close()
 
-        def steady_tokens_per_s(self) -> float | None:
-            """tokens/s after the first UNTIMED_STEPS optimizer steps (kernel autotuning, compiles and
-            allocator growth happen there), from trl's running token count (every process's tokens);
-            None for a run too short to leave as many timed steps."""
-            timed = [mark for mark in self.token_marks if mark[0] >= UNTIMED_STEPS]
+        def steady_steps_per_s(self) -> float | None:
+            """Optimizer steps per second after the first UNTIMED_STEPS (kernel autotuning, compiles
+            and allocator growth happen there); None for a run too short to leave as many timed steps.
+            Not every trainer logs a token count (Unsloth's does not), so tokens/s is this times the
+            run's mean tokens per step."""
+            timed = [mark for mark in self.step_ends if mark[0] >= UNTIMED_STEPS]
             if len(timed) < 2 or timed[-1][0] - timed[0][0] < UNTIMED_STEPS:
                 return None
-            (_, start_s, start_tokens), (_, end_s, end_tokens) = timed[0], timed[-1]
-            return round((end_tokens - start_tokens) / (end_s - start_s), 1)
+            (start_step, start_s), (end_step, end_s) = timed[0], timed[-1]
+            return (end_step - start_step) / (end_s - start_s)
 
     return TrainingProgress()

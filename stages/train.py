@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lab.cli import run_stage
 from lab.config import load_config
-from lab.distributed import is_main_process, launched, relaunch, resolve_processes
+from lab.distributed import is_main_process, launched, pin_one_gpu, relaunch, resolve_processes
 from lab.io import read_jsonl, staged_outputs, write_json
 from lab.reproducibility import save_adapter
 from lab.training import fine_tune
@@ -36,6 +36,8 @@ def main() -> None:
     processes = resolve_processes(config.train)
     if processes > 1 and not launched():
         sys.exit(relaunch(processes))  # this script again, once per GPU, through accelerate launch
+    if processes == 1:
+        pin_one_gpu()
     conversations, validation = read_jsonl(args.train_file), read_jsonl(args.validation_file)
     if not is_main_process():  # a data-parallel peer: it trains, the first process writes
         fine_tune(config, args.base, conversations, validation, None, args.checkpoints)
