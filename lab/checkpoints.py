@@ -145,6 +145,16 @@ def prepare_checkpoints(checkpoint_dir: Path, fingerprint: str) -> Path | None:
     return None
 
 
+def resume_point(checkpoint_dir: Path, fingerprint: str) -> Path | None:
+    """What prepare_checkpoints chose, read without changing anything: the data-parallel peers of
+    the first process read the folder once it has cleaned it (two writers would race)."""
+    stamp = read_json(checkpoint_dir / FINGERPRINT_FILE) if (checkpoint_dir / FINGERPRINT_FILE).is_file() else {}
+    complete = [c for c in _checkpoints(checkpoint_dir) if _is_complete(c)]
+    if stamp.get("fingerprint") == fingerprint and not stamp.get("finished") and complete:
+        return complete[-1]
+    return None
+
+
 def mark_finished(checkpoint_dir: Path, fingerprint: str) -> None:
     """Record that the run of `fingerprint` finished, so that a rerun starts fresh."""
     write_json(checkpoint_dir / FINGERPRINT_FILE, {"fingerprint": fingerprint, "finished": True})

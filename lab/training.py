@@ -22,6 +22,7 @@ from lab.checkpoints import (
     loss_before,
     mark_finished,
     prepare_checkpoints,
+    resume_point,
     run_fingerprint,
     save_args,
 )
@@ -216,8 +217,9 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
     from dvclive import Live
 
     fingerprint = run_fingerprint(config, runtime, base_dir, conversations, validation)
-    with main_process_first():  # the first process clears stale checkpoints before any reads them
-        resume_from = prepare_checkpoints(checkpoint_dir, fingerprint)
+    with main_process_first():  # the first process clears stale checkpoints before the others read them
+        resume_from = (prepare_checkpoints(checkpoint_dir, fingerprint) if is_main_process()
+                       else resume_point(checkpoint_dir, fingerprint))
     with no_library_progress_bars():
         model, tokenizer = load_trainable_model(base_dir, config, runtime)
         rows, validation_rows, token_stats = tokenize_splits(tokenizer, conversations, validation, config.train)
