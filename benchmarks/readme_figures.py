@@ -25,6 +25,7 @@ from result_renderers import (  # benchmarks/, beside this script
     render_dedup,
     render_eval_throughput,
     render_experiment,
+    render_multi_gpu,
     render_pipeline,
     render_rehearsal,
     render_scoring_cpu,
@@ -63,6 +64,7 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "dedup": ("python benchmarks/dedup.py --out benchmarks/results/dedup.json", render_dedup),
     "cpu_experiment": ("python benchmarks/experiment_vs_baseline.py --set lr=1e-4 "
                        "--out benchmarks/results/cpu_experiment.json", render_experiment),
+    "multi_gpu": ("python benchmarks/multi_gpu.py --base DIR --data FILE --processes 1 2 4", render_multi_gpu),
     "rehearsal": ("python benchmarks/rehearsal.py --base DIR --data FILE --out benchmarks/results/rehearsal.json",
                   render_rehearsal),
     "data_experiment": ("python benchmarks/experiment_vs_baseline.py --set data.filters.min_answer_words=12 "
@@ -180,6 +182,8 @@ def provenance_problems(results_dir: Path, repo_root: Path = REPO_ROOT) -> list[
     """Result files that do not name an existing script of the repository and a git revision."""
     problems = []
     for path in sorted(p for p in results_dir.rglob("*") if p.is_file()):
+        if path.suffix == ".png" and path.with_suffix(".json").is_file():
+            continue  # a plot its result file's script drew (benchmarks/multi_gpu.py --plot)
         try:
             result = json.loads(path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError):

@@ -196,3 +196,30 @@ def render_rehearsal(result: dict[str, Any]) -> str:
             f"epoch, {number(projection['train']['tokens'] / 1e6, 1)}M tokens at the slice's rate): "
             f"**{number(projection['total_h'], 2)} h**, of which training "
             f"{number(projection['train']['train_stage_s'] / 3600, 2)} h.\n\n" + stage_table)
+
+
+def render_multi_gpu(result: dict[str, Any]) -> str:
+    """Data-parallel runs of the train stage: steady tokens/s, speedup over one process, the global
+    batch, peak memory and how far each loss curve strays from the one-process curve at that batch."""
+    runs = [run for run in result["runs"] if "error" not in run]
+    single = {run["backend"]: run for run in runs if run["processes"] == 1}
+    rows = []
+    for run in sorted(runs, key=lambda r: (r["backend"], r["batch_scaling"] != "fixed_global", r["processes"])):
+        base = single.get(run["backend"])
+        speedup = f"{run['steady_tokens_per_s'] / base['steady_tokens_per_s']:.2f}×" if base else "–"
+        same_batch = base and run["distributed"]["global_batch"] == base["distributed"]["global_batch"]
+        stray = (f"{max(abs(a - b) for a, b in zip(run['losses'], base['losses'], strict=False)):.4f}"
+                 if same_batch and run is not base else "–")
+        rows.append([run["backend"], str(run["processes"]), run["batch_scaling"],
+                     f"{run['distributed']['micro_batch']} × {run['distributed']['grad_accum_per_process']}",
+                     str(run["distributed"]["global_batch"]), number(run["steady_tokens_per_s"], 0), speedup,
+                     number(run["peak_memory_gib"], 2), stray])
+    missing = [f"{run['backend']} {run['processes']} process(es) {run['batch_scaling']} ({run['error']})"
+               for run in result["runs"] if "error" in run]
+    note = f"\n\nNot measured in this run: {'; '.join(missing)}." if missing else ""
+    return (f"{result['workload']['steps']} optimizer steps per run, steady tokens/s after the first 5; "
+            "the loss column is the largest step-by-step difference from the one-process curve at the same "
+            "global batch.\n\n"
+            + table(["Backend", "Processes", "Scaling", "Micro-batch × accumulation per process", "Global batch",
+                     "Steady tokens/s", "Speedup", "Peak GPU memory of the first process (GiB)",
+                     "Max loss difference"], rows) + note)
