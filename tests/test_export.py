@@ -174,6 +174,21 @@ def test_bf16_export_logits_stay_within_bf16_rounding_of_the_unmerged_adapter(
     assert agree >= 0.9 * positions, (agree, positions)
 
 
+def readme_example() -> str:
+    """The README's loading example: the python block of its export section."""
+    section = (REPO / "README.md").read_text().split("## Exporting the fine-tuned model", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_loading_example_runs_without_peft(exports):
+    example = readme_example()
+    assert example.count('"models/export"') == 2
+    code = 'import sys\nsys.modules["peft"] = None\n' + example.replace('"models/export"', repr(str(exports["fp32"])))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip()
+
+
 def test_export_records_what_it_was_made_from(exports, adapter, embedded_model_dir):
     record = json.loads((exports["bf16"] / PROVENANCE_FILE).read_text())
     weights = "adapter_model.safetensors"
