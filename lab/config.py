@@ -47,6 +47,12 @@ FinetunedBase = Literal["full", "as_trained"]
 Auto = Literal["auto"]
 BatchScaling = Literal["fixed_global", "per_device"]
 LrScaling = Literal["none", "linear", "sqrt"]
+ExportDtype = Literal["bf16", "fp16", "fp32"]
+# Unsloth's GGUF quantizations (its save_pretrained_gguf's quantization_method), less the importance-matrix
+# (iq*) ones: not_quantized, fast_quantized and quantized are its aliases of f16, q8_0 and q4_k_m.
+GgufQuantization = Literal["not_quantized", "fast_quantized", "quantized", "f32", "bf16", "f16", "q8_0", "q4_k_m",
+                           "q5_k_m", "q2_k", "q2_k_l", "q3_k_l", "q3_k_m", "q3_k_s", "q3_k_xs", "q4_0", "q4_1",
+                           "q4_k_s", "q4_k", "q5_k", "q5_0", "q5_1", "q5_k_s", "q6_k"]
 # LoRA target presets, usable in train.lora.target_modules beside module names (Llama-style names,
 # which Llama, Qwen, Mistral and SmolLM share).
 LORA_PRESETS: dict[str, tuple[str, ...]] = {
@@ -213,6 +219,12 @@ class CompareConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    dtype: ExportDtype
+    gguf: GgufQuantization | None
+
+
+@dataclass(frozen=True)
 class LabConfig:
     seed: int
     lr: float
@@ -221,6 +233,7 @@ class LabConfig:
     train: TrainConfig
     evaluate: EvaluateConfig
     compare: CompareConfig
+    export: ExportConfig
 
     @property
     def train_seed(self) -> int:

@@ -64,6 +64,8 @@ def validate(config: LabConfig) -> LabConfig:
     _positive(config.evaluate, "evaluate", "max_new_tokens", "batch_size", "max_input_tokens")
     _check(bool(config.evaluate.rouge_types), "evaluate.rouge_types", config.evaluate.rouge_types, "non-empty")
     _validate_compare(config)
+    _check(config.export.gguf is None or config.export.dtype != "fp32", "export.gguf", config.export.gguf,
+           "null with export.dtype fp32 (Unsloth converts a 16-bit checkpoint to GGUF): set export.dtype bf16 or fp16")
     return config
 
 

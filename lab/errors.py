@@ -17,3 +17,7 @@ class DataError(LabError, ValueError):
 
 class RuntimeConfigError(LabError, RuntimeError):
     """The requested backend, device or quantization cannot run on this machine."""
+
+
+class ModelError(LabError, ValueError):
+    """A model or adapter directory cannot be used as given; the message names it and why."""

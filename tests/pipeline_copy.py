@@ -39,7 +39,7 @@ def make_lab_copy(root: Path, overrides: dict[str, Any]) -> Path:
     (nested like the file), committed as in a clone."""
     # .gitignore too: it keeps the stages' temporary outputs out of git (and dvclive from adding its
     # staged folder to an experiment's commit).
-    for name in ("dvc.yaml", "stages", "lab", ".gitignore"):
+    for name in ("dvc.yaml", "pipelines", "stages", "lab", ".gitignore"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -1,5 +1,6 @@
-"""dvc.yaml lists, for every stage, each lab/ module its script imports, directly or not, so an
-edit always reruns what it changes (and `dvc exp run` never reuses a result of stale code)."""
+"""dvc.yaml and the optional pipelines (pipelines/*/dvc.yaml) list, for every stage, each lab/ module its
+script imports, directly or not, so an edit always reruns what it changes (and `dvc exp run` never reuses
+a result of stale code)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,19 @@ import yaml
 
 from .conftest import REPO
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+def pipeline_stages() -> dict[str, dict]:
+    """Every stage of dvc.yaml by name, and of each pipelines/NAME/dvc.yaml as DVC names it
+    (pipelines/NAME/dvc.yaml:STAGE); their wdir is the repository root, so paths read the same."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for path in sorted((REPO / "pipelines").glob("*/dvc.yaml")):
+        for name, stage in yaml.safe_load(path.read_text())["stages"].items():
+            assert stage.get("wdir") == "../..", f"{path}: stage {name!r} must run at the repository root"
+            stages[f"{path.relative_to(REPO)}:{name}"] = stage
+    return stages
+
+
+STAGES = pipeline_stages()
 
 
 def lab_imports(path: Path) -> set[str]:
