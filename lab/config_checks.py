@@ -64,6 +64,7 @@ def validate(config: LabConfig) -> LabConfig:
     _positive(config.evaluate, "evaluate", "max_new_tokens", "batch_size", "max_input_tokens")
     _check(bool(config.evaluate.rouge_types), "evaluate.rouge_types", config.evaluate.rouge_types, "non-empty")
     _validate_compare(config)
+    _validate_feedback(config)
     return config
 
 
@@ -179,3 +180,11 @@ def _validate_compare(config: LabConfig) -> None:
     scored = list(ev.rouge_types) + (["semantic"] if ev.semantic_similarity else [])
     _check(compare.headline_metric in scored, "compare.headline_metric", compare.headline_metric,
            f"one of the scored metrics {scored}")
+
+
+def _validate_feedback(config: LabConfig) -> None:
+    from lab.config import MAX_RATING, MIN_RATING
+
+    low = config.feedback.min_rating
+    _check(low is None or MIN_RATING <= low <= MAX_RATING, "feedback.min_rating", low,
+           f"a rating from {MIN_RATING} to {MAX_RATING} (tools/chat.py /rate), or null (off)")

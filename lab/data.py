@@ -22,6 +22,7 @@ from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
 from lab.config_checks import DATA_FILE_LOADERS
 from lab.data_stats import SourceLedger, dataset_stats
 from lab.errors import DataError
+from lab.feedback import feedback_filters
 from lab.filters import apply_filters
 from lab.hub import load_hub_dataset
 from lab.io import staged_outputs, write_json, write_jsonl
@@ -199,7 +200,7 @@ def prepare(config: LabConfig) -> dict[str, Any]:
     # Filters shape what the model learns from, never what it is measured on: test, eval and
     # validation stay the same rows whatever the filters, so runs that differ in them compare paired.
     earlier_steps = set(ledger.removed)
-    train_pool = apply_filters(train_pool, data.filters, ledger.remove)
+    train_pool = apply_filters(train_pool, data.filters, ledger.remove, more=feedback_filters(config.feedback))
     filtered = {step: sum(counts.values()) for step, counts in ledger.removed.items() if step not in earlier_steps}
     train, repeats = training_rows(train_pool, data, config.seed)
     eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]

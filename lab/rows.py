@@ -133,7 +133,8 @@ def normalize_row(row: Any, index: int, data_format: str, default_source: str = 
         raise InvalidRow("no_conversation", "the conversation is empty")
     messages = _messages(turns, same_role_turns)
     _check_order(messages)
-    return {**_metadata(row, index, default_source), "messages": messages}
+    carried = {name: row[name] for name in adapter.carried if name in row}
+    return {**_metadata(row, index, default_source), **carried, "messages": messages}
 
 
 def normalize_rows(rows: Iterable[Any], on_invalid: str, data_format: str, default_source: str = "unknown", *,
