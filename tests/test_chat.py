@@ -5,6 +5,7 @@ each kind of bad input answered by one line, never a traceback."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.chat_models import adapter_problem
+from lab.chat_log import ChatLog
+from lab.chat_models import adapter_problem, load_chat_model
+from lab.chat_session import ChatSession
 from lab.chat_streaming import GenerationSettings, ReplyStream
 from lab.generation import generate
 
@@ -58,7 +61,7 @@ def piped_session(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFac
     """One chat session through a pipe, logged: (the finished process, its log rows, the log's path)."""
     log = tmp_path_factory.mktemp("chat") / "feedback.jsonl"
     result = run_chat("--model", str(embedded_model_dir), "--system", SYSTEM, "--max-new-tokens", str(MAX_NEW_TOKENS),
-                      "--log", str(log), stdin="\n".join(SESSION) + "\n")
+                      "--log", str(log), "--timings", stdin="\n".join(SESSION) + "\n")
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return result, rows, log
 
@@ -124,7 +127,7 @@ def test_a_piped_session_logs_each_answer_with_its_rating_and_correction(piped_s
     assert result.stdout.splitlines() == [row["messages"][-1]["content"] for row in rows]
 
 
-def test_bad_input_in_a_session_gets_one_line_each_and_the_session_goes_on(piped_session):
+def test_bad_input_in_a_session_gets_one_line_each_and_the_session_goes_on(piped_session, embedded_model_dir):
     result, rows, _ = piped_session
     errors = result.stderr.splitlines()
     for expected in ("nothing to rate yet: /rate N rates the last answer of this conversation",
@@ -134,6 +137,8 @@ def test_bad_input_in_a_session_gets_one_line_each_and_the_session_goes_on(piped
                      "/fix needs the corrected answer after it: /fix TEXT"):
         assert expected in errors, result.stderr
     assert any(line.startswith("unknown command /frobnicate; commands: /new") for line in errors)
+    assert sum(line.startswith(f"(loaded {embedded_model_dir} on cpu in ") for line in errors) == 1
+    assert sum(line.startswith("(first token after ") for line in errors) == 5
     assert "Traceback" not in result.stderr
     assert not any("never sent" in json.dumps(row) for row in rows)
 
@@ -239,3 +244,42 @@ def test_a_model_path_that_is_an_adapter_or_a_model_passed_as_adapter_is_named(e
     as_adapter = run_chat("--model", str(embedded_model_dir), "--adapter", f"x={embedded_model_dir}", timeout=60)
     assert as_adapter.returncode == 1 and as_adapter.stderr.strip().endswith(
         "has no adapter_config.json, so it is not a LoRA adapter: it is a model; pass it with --model")
+
+
+def random_adapter(base_dir: Path, directory: Path, seed: int, targets: list[str]) -> Path:
+    """A LoRA adapter of the embedded model with random weights (both factors), so it changes the answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    get_peft_model(model, LoraConfig(r=4, target_modules=targets, init_lora_weights=False)).save_pretrained(directory)
+    return directory
+
+
+def test_the_selector_picks_each_conversations_adapter_once_and_it_answers(embedded_model_dir, base_model, tokenizer,
+                                                                           tmp_path):
+    adapters = {"docs": random_adapter(embedded_model_dir, tmp_path / "docs", 1, ["q_proj", "v_proj"]),
+                "code": random_adapter(embedded_model_dir, tmp_path / "code", 2, ["o_proj", "down_proj"])}
+    chat = load_chat_model(embedded_model_dir, adapters, "cpu")
+    picks = iter(["code", "docs", "code"])  # a fourth call would raise: one choice per conversation
+    seen: list[list[dict]] = []
+    choose = lambda messages: seen.append(messages) or next(picks)  # noqa: E731
+    settings = GenerationSettings(8, 0.0, 1.0, 0, None, 1024)
+    session = ChatSession(chat, settings, choose=choose, log=ChatLog(tmp_path / "log.jsonl"), produced_by={},
+                          out=io.StringIO(), notices=io.StringIO())
+    question = "How do I sort a list?"
+    answers = [session.send(question).text]
+    session.send("And in reverse?")
+    for _ in range(2):
+        session.handle("/new")
+        answers.append(session.send(question).text)
+    session.close()
+    assert seen == [[{"role": "user", "content": question}]] * 3
+    assert answers[0] == answers[2] != answers[1]
+    base = ReplyStream(base_model, tokenizer, [{"role": "user", "content": question}], settings)
+    list(base)
+    assert base.reply.text not in answers
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [row["adapter"] for row in logged] == ["code", "code", "docs", "code"]

@@ -2,7 +2,7 @@
 
 usage: python tools/chat.py [--model DIR] [--adapter [NAME=]DIR ...] [--use NAME] [--prompt TEXT]
                             [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K]
-                            [--seed S] [--max-input-tokens N] [--log FILE] [--timings]
+                            [--seed S] [--max-input-tokens N] [--threads N] [--log FILE] [--timings]
 
 --model is a model directory: models/base (the default), or a merged standalone model such as
 models/export. Each --adapter puts a LoRA adapter on it (models/adapter); with several, each named
@@ -52,6 +52,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-input-tokens", type=int,
                         help="longer conversations lose their oldest tokens (default: the model's context "
                              "length less --max-new-tokens)")
+    # One sequence of a small model decodes about as fast on one CPU thread as on several, and several
+    # slow down many times over when other processes share the cores (measured on 2 shared cores).
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for the model (default 1; more can help a larger model on idle cores)")
     parser.add_argument("--log", type=Path, help="append one JSON line per answer, with its rating and correction")
     parser.add_argument("--timings", action="store_true", help="print load time and time to first token")
     return parser.parse_args()
@@ -75,11 +79,16 @@ def main() -> None:
     check_paths(args.model, adapters)
     if args.use is not None and args.use not in adapters:
         raise LabError(f"--use {args.use}: no such adapter; loaded: {', '.join(adapters) or 'none (no --adapter)'}")
+    if args.threads < 1:
+        raise LabError(f"--threads {args.threads}: must be at least 1")
     if args.prompt is not None and not args.prompt.strip():
         raise LabError("--prompt is empty: give the message to answer")
     log = ChatLog(args.log) if args.log is not None else None
+    import torch
+
     from lab.runtime import resolve_device
 
+    torch.set_num_threads(args.threads)
     chat = load_chat_model(args.model, adapters, resolve_device())
     context = getattr(chat.model.config, "max_position_embeddings", None)
     if args.max_input_tokens is None:
