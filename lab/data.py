@@ -182,10 +182,11 @@ def prepare(config: LabConfig) -> dict[str, Any]:
     Rows are validated (data.on_invalid) and deduplicated over all sources, then split with a seeded
     shuffle (data.test_size); training rows that leak into the test split are dropped; the
     validation rows (data.validation_examples) are drawn from the training split; the rest is
-    filtered (data.filters) and the training rows are chosen from it (data.max_train_examples,
-    data.mix.proportions: see `training_rows`), so the three never overlap and test, eval and
-    validation do not depend on the filters or the mix; the eval sample comes from the test split
-    (data.eval_examples), each as history-as-input and last-assistant-turn-as-reference.
+    filtered (data.filters, then a chat log's `feedback` filters) and the training rows are chosen from
+    it (data.max_train_examples, data.mix.proportions: see `training_rows`), so the three never
+    overlap and test, eval and validation do not depend on the filters or the mix; the eval sample
+    comes from the test split (data.eval_examples), each as history-as-input and
+    last-assistant-turn-as-reference.
     """
     data = config.data
     hub_commits: dict[str, Any] = {}
