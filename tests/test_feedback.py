@@ -180,3 +180,26 @@ def test_a_killed_chat_leaves_whole_rows_only(tmp_path):
     good = sum(1 for line in parsed if line.startswith(b"{") and line.endswith(b"}"))
     assert good >= len(parsed) - 1  # at most the one line the kill cut
     assert json.loads(lines[-1])["id"] == "c-fix-1"
+
+
+@pytest.mark.parametrize("data_format", ["chat_log", "auto"])
+def test_a_log_mixed_into_other_data_is_filtered_alone(tmp_path, data_format):
+    rows = []
+    for n in range(6):
+        rows += conversation_rows(f"m{n}", [(f"Why {n}?", f"Because {n}.", 1 if n % 2 else None, None)])
+    write_log(tmp_path / "log.jsonl", rows)
+    config = make_config({"data": {"builtin": {"packages": ["json", "string", "textwrap"]}, "eval_examples": 2,
+                                   "max_train_examples": None, "test_size": 0.3, "validation_examples": 2,
+                                   "mix": {"extra_sources": [{"source": str(tmp_path / "log.jsonl"),
+                                                              "format": data_format}]}},
+                          "feedback": {"min_rating": 2, "unrated": "drop"}})
+    result = prepare(config)
+    per_source = result["stats"]["per_source"]
+    assert per_source["chat"]["in"] == 6
+    pool = per_source["chat"]["in"] - per_source["chat"]["test"] - per_source["chat"]["validation"]
+    assert pool > 0
+    # Every chat answer is either rated 1 or unrated: none is trained on; the builtin rows all pass.
+    assert per_source["chat"]["removed"]["min_rating"] + per_source["chat"]["removed"]["unrated"] == pool
+    assert all(counts["removed"].get("min_rating", 0) == counts["removed"].get("unrated", 0) == 0
+               for source, counts in per_source.items() if source != "chat")
+    assert result["train"] and all(row["source"] != "chat" for row in result["train"])
