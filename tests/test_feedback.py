@@ -15,7 +15,7 @@ import pytest
 from lab.chat_log import ChatLog, answer_row
 from lab.config import FeedbackConfig
 from lab.data import prepare
-from lab.errors import DataError
+from lab.errors import ConfigError, DataError
 from lab.feedback import feedback_filters
 from lab.formats import detect_format
 from lab.json_rows import read_json_rows
@@ -203,3 +203,15 @@ def test_a_log_mixed_into_other_data_is_filtered_alone(tmp_path, data_format):
     assert all(counts["removed"].get("min_rating", 0) == counts["removed"].get("unrated", 0) == 0
                for source, counts in per_source.items() if source != "chat")
     assert result["train"] and all(row["source"] != "chat" for row in result["train"])
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"min_rating": 0}, "feedback.min_rating: 0 is not allowed; it must be a rating from 1 to 5 (tools/chat.py /rate), "
+                        "or null (off)"),
+    ({"min_rating": 2.5}, "feedback.min_rating: expected int, got 2.5"),
+    ({"unrated": "ignore"}, "feedback.unrated: 'ignore' is not allowed; allowed: keep|drop"),
+])
+def test_impossible_feedback_params_are_named(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        make_config({"feedback": overrides})
+    assert str(error.value) == message
