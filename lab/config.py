@@ -34,7 +34,7 @@ RougeType = Literal["rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum
 RougeTokenizer = Literal["default", "whitespace"]
 Decode = Literal["auto", "generate", "static"]
 DataFormat = Literal["auto", "sharegpt", "messages", "alpaca", "question_answer", "query_response", "inputs_targets",
-                     "oasst"]
+                     "oasst", "chat_log"]
 LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup"]
 # transformers' OptimizerNames the lab runs (8-bit and paged ones via bitsandbytes: on CPU too, paged as plain).
 Optimizer = Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit",
@@ -218,6 +218,19 @@ class CompareConfig:
     gallery_examples: int
 
 
+# The chat CLI's ratings (tools/chat.py /rate N): whole numbers in this range, highest best.
+MIN_RATING, MAX_RATING = 1, 5
+Unrated = Literal["keep", "drop"]
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """What prepare keeps of a chat log's answers (lab/feedback.py)."""
+
+    min_rating: int | None
+    unrated: Unrated
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     dtype: ExportDtype
@@ -234,6 +247,7 @@ class LabConfig:
     evaluate: EvaluateConfig
     compare: CompareConfig
     export: ExportConfig
+    feedback: FeedbackConfig
 
     @property
     def train_seed(self) -> int:

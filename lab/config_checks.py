@@ -66,6 +66,7 @@ def validate(config: LabConfig) -> LabConfig:
     _validate_compare(config)
     _check(config.export.gguf is None or config.export.dtype != "fp32", "export.gguf", config.export.gguf,
            "null with export.dtype fp32 (Unsloth converts a 16-bit checkpoint to GGUF): set export.dtype bf16 or fp16")
+    _validate_feedback(config)
     return config
 
 
@@ -201,3 +202,11 @@ def _validate_compare(config: LabConfig) -> None:
     scored = list(ev.rouge_types) + (["semantic"] if ev.semantic_similarity else [])
     _check(compare.headline_metric in scored, "compare.headline_metric", compare.headline_metric,
            f"one of the scored metrics {scored}")
+
+
+def _validate_feedback(config: LabConfig) -> None:
+    from lab.config import MAX_RATING, MIN_RATING
+
+    low = config.feedback.min_rating
+    _check(low is None or MIN_RATING <= low <= MAX_RATING, "feedback.min_rating", low,
+           f"a rating from {MIN_RATING} to {MAX_RATING} (tools/chat.py /rate), or null (off)")

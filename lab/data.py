@@ -22,6 +22,7 @@ from lab.config import BUILTIN_DATASET, DataConfig, DedupConfig, LabConfig
 from lab.config_checks import DATA_FILE_LOADERS
 from lab.data_stats import SourceLedger, dataset_stats
 from lab.errors import DataError
+from lab.feedback import feedback_filters
 from lab.filters import apply_filters
 from lab.hub import load_hub_dataset
 from lab.io import staged_outputs, write_json, write_jsonl
@@ -181,10 +182,11 @@ def prepare(config: LabConfig) -> dict[str, Any]:
     Rows are validated (data.on_invalid) and deduplicated over all sources, then split with a seeded
     shuffle (data.test_size); training rows that leak into the test split are dropped; the
     validation rows (data.validation_examples) are drawn from the training split; the rest is
-    filtered (data.filters) and the training rows are chosen from it (data.max_train_examples,
-    data.mix.proportions: see `training_rows`), so the three never overlap and test, eval and
-    validation do not depend on the filters or the mix; the eval sample comes from the test split
-    (data.eval_examples), each as history-as-input and last-assistant-turn-as-reference.
+    filtered (data.filters, then a chat log's `feedback` filters) and the training rows are chosen from
+    it (data.max_train_examples, data.mix.proportions: see `training_rows`), so the three never
+    overlap and test, eval and validation do not depend on the filters or the mix; the eval sample
+    comes from the test split (data.eval_examples), each as history-as-input and
+    last-assistant-turn-as-reference.
     """
     data = config.data
     hub_commits: dict[str, Any] = {}
@@ -199,7 +201,7 @@ def prepare(config: LabConfig) -> dict[str, Any]:
     # Filters shape what the model learns from, never what it is measured on: test, eval and
     # validation stay the same rows whatever the filters, so runs that differ in them compare paired.
     earlier_steps = set(ledger.removed)
-    train_pool = apply_filters(train_pool, data.filters, ledger.remove)
+    train_pool = apply_filters(train_pool, data.filters, ledger.remove, more=feedback_filters(config.feedback))
     filtered = {step: sum(counts.values()) for step, counts in ledger.removed.items() if step not in earlier_steps}
     train, repeats = training_rows(train_pool, data, config.seed)
     eval_examples = [to_eval_example(c) for c in sample(test, data.eval_examples, config.seed)]

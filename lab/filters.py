@@ -9,7 +9,7 @@ detected on the text of all turns together, which is longer and so detected more
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -89,11 +89,12 @@ def active_filters(filters: FiltersConfig) -> dict[str, Predicate]:
 
 
 def apply_filters(conversations: list[dict[str, Any]], filters: FiltersConfig,
-                  on_removed: Callable[[str, list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
-    """The conversations that pass every filter that is on, in their order. Filters run one after the
-    other, so a row is counted against the first filter it fails: `on_removed(name, rows)` gets
-    each filter's name and the rows it removed."""
-    for name, keep in active_filters(filters).items():
+                  on_removed: Callable[[str, list[dict[str, Any]]], None] | None = None,
+                  more: Mapping[str, Predicate] | None = None) -> list[dict[str, Any]]:
+    """The conversations that pass every filter that is on (data.filters, then `more`), in their order.
+    Filters run one after the other, so a row is counted against the first filter it fails:
+    `on_removed(name, rows)` gets each filter's name and the rows it removed."""
+    for name, keep in {**active_filters(filters), **(more or {})}.items():
         verdicts = [keep(row) for row in conversations]
         if on_removed is not None:
             on_removed(name, [row for row, kept in zip(conversations, verdicts, strict=True) if not kept])

@@ -85,6 +85,8 @@ class Adapter:
     example: str
     optional_columns: tuple[str, ...] = ()
     group: Callable[[Sequence[Any]], Grouping] | None = None
+    # Fields of the (grouped) row that the normalised conversation keeps beside its messages.
+    carried: tuple[str, ...] = ()
 
 
 def _turn_list(row: Mapping[str, Any], column: str, speaker_key: str, text_key: str) -> list[Turn] | None:
@@ -230,6 +232,12 @@ def oasst_conversations(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [unit.row for unit in group_oasst(rows)[0]]
 
 
+def _group_chat_log(rows: Sequence[Any]) -> Grouping:
+    from lab.feedback import group_chat_log  # lab.feedback reads this module's types
+
+    return group_chat_log(rows)
+
+
 FORMATS: dict[str, Adapter] = {
     "sharegpt": Adapter(("conversations",), _sharegpt_turns, "ShareGPT, FineTome: a list of {from, value}"),
     "messages": Adapter(("messages",), _chat_turns, "chat messages: a list of {role, content}"),
@@ -241,6 +249,9 @@ FORMATS: dict[str, Adapter] = {
     "oasst": Adapter(("message_id", "parent_id", "role", "text"), _chat_turns,
                      "OpenAssistant OASST1/OASST2: one row per message of a tree",
                      optional_columns=("message_tree_id", "rank"), group=group_oasst),
+    "chat_log": Adapter(("messages", "rating", "correction"), _chat_turns,
+                        "tools/chat.py --log: one answer per row, with its rating and correction",
+                        optional_columns=("conversation", "turn"), group=_group_chat_log, carried=("feedback",)),
 }
 
 
@@ -257,8 +268,11 @@ def detect_format(columns: Iterable[str]) -> str:
     """The one format whose identifying columns are all among `columns`; DataError when none or several are."""
     found = set(columns)
     matches = [name for name, adapter in FORMATS.items() if found.issuperset(adapter.columns)]
-    if len(matches) == 1:
-        return matches[0]
+    # A format identified by all of another's columns and more is the closer reading (chat_log: messages).
+    closest = [name for name in matches if all(set(FORMATS[name].columns) >= set(FORMATS[other].columns)
+                                               for other in matches)]
+    if len(closest) == 1:
+        return closest[0]
     problem = f"they match several formats ({', '.join(matches)})" if matches else "they match no known format"
     raise DataError(
         f"cannot tell the dataset's format from its columns: {problem}.\n"

@@ -122,7 +122,8 @@ def normalize_row(row: Any, index: int, data_format: str, default_source: str = 
                   same_role_turns: str) -> dict[str, Any]:
     """Convert one raw row in `data_format` (a name in lab.formats.FORMATS) to the common schema, or
     raise InvalidRow. `index` is the id of a row without one; `default_source` the source of a row
-    without one; `same_role_turns` (merge | reject) what consecutive turns of one role become."""
+    without one; `same_role_turns` (merge | reject) what consecutive turns of one role become. A format's
+    `carried` fields (a chat log's `feedback`) are kept beside the messages, never in them."""
     if (fault := unusable(row)) is not None:
         raise InvalidRow(*fault)
     adapter = FORMATS[data_format]
@@ -133,7 +134,8 @@ def normalize_row(row: Any, index: int, data_format: str, default_source: str = 
         raise InvalidRow("no_conversation", "the conversation is empty")
     messages = _messages(turns, same_role_turns)
     _check_order(messages)
-    return {**_metadata(row, index, default_source), "messages": messages}
+    carried = {name: row[name] for name in adapter.carried if name in row}
+    return {**_metadata(row, index, default_source), **carried, "messages": messages}
 
 
 def normalize_rows(rows: Iterable[Any], on_invalid: str, data_format: str, default_source: str = "unknown", *,
