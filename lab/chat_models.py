@@ -42,6 +42,16 @@ def parse_adapters(values: list[str]) -> dict[str, Path]:
     return adapters
 
 
+def routed_adapters(router_dir: Path, adapters: dict[str, Path], names: list[str]) -> dict[str, Path]:
+    """`adapters` with every adapter a router chooses among (its domains and its fallback) added,
+    each from beside the router's folder (models/domains/NAME, where the domains pipeline writes
+    them) unless an --adapter NAME=DIR names it."""
+    found = dict(adapters)
+    for name in names:
+        found.setdefault(name, router_dir.parent / name)
+    return found
+
+
 @dataclass
 class ChatModel:
     """A loaded model, its tokenizer per adapter (an adapter saved with a tokenizer of its own renders

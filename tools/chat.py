@@ -1,12 +1,14 @@
 """Chat with the base model, the fine-tuned adapter(s) or a merged export, answers streamed as generated.
 
-usage: python tools/chat.py [--model DIR] [--adapter [NAME=]DIR ...] [--use NAME] [--prompt TEXT]
+usage: python tools/chat.py [--model DIR] [--adapter [NAME=]DIR ...] [--use NAME | --router DIR] [--prompt TEXT]
                             [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K]
                             [--seed S] [--max-input-tokens N] [--threads N] [--log FILE] [--timings]
 
 --model is a model directory: models/base (the default), or a merged standalone model such as
 models/export. Each --adapter puts a LoRA adapter on it (models/adapter); with several, each named
-NAME=DIR, one answers each conversation: --use NAME, else the first. Prompts go through the model's
+NAME=DIR, one answers each conversation: --use NAME, else the first. --router models/domains/router
+lets the domains pipeline's router choose, per conversation, among the adapters beside it (each domain's
+and the mixed one, its fallback). Prompts go through the model's
 chat template exactly as the evaluate stage renders them; decoding is greedy unless --temperature is
 above 0. --prompt answers one message and exits; otherwise messages are read one per line, typed at a
 prompt on a terminal or from a pipe. Commands: /new, /rate N (1-5), /fix TEXT, /help, /quit.
@@ -26,7 +28,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from lab.chat_log import ChatLog  # noqa: E402
-from lab.chat_models import check_paths, load_chat_model, parse_adapters  # noqa: E402
+from lab.chat_models import check_paths, load_chat_model, parse_adapters, routed_adapters  # noqa: E402
 from lab.chat_session import ChatSession, fixed_choice, input_lines, run_session  # noqa: E402
 from lab.chat_streaming import GenerationSettings  # noqa: E402
 from lab.cli import run_stage  # noqa: E402
@@ -41,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=Path("models/base"), help="model directory (base or merged)")
     parser.add_argument("--adapter", action="append", default=[], metavar="[NAME=]DIR", help="a LoRA adapter")
     parser.add_argument("--use", metavar="NAME", help="the adapter that answers (default: the first)")
+    parser.add_argument("--router", type=Path, metavar="DIR",
+                        help="a router (models/domains/router) that picks each conversation's adapter")
     parser.add_argument("--prompt", help="answer this one message and exit")
     parser.add_argument("--system", help="a system message that opens every conversation")
     # A chat answer is longer than the evaluate stage's capped ones; the cap only guards against a loop.
@@ -76,6 +80,14 @@ def main() -> None:
     sys.stdin.reconfigure(errors="replace")  # a stray non-UTF-8 byte in piped input is not fatal
     settings = settings_from(args)
     adapters = parse_adapters(args.adapter)
+    router = None
+    if args.router is not None:
+        if args.use is not None:
+            raise LabError("--use and --router both choose the adapter: give one")
+        from lab.router import Router
+
+        router = Router.load(args.router)
+        adapters = routed_adapters(args.router, adapters, [*router.domains, router.fallback])
     check_paths(args.model, adapters)
     if args.use is not None and args.use not in adapters:
         raise LabError(f"--use {args.use}: no such adapter; loaded: {', '.join(adapters) or 'none (no --adapter)'}")
@@ -102,7 +114,8 @@ def main() -> None:
     produced_by = {"model": str(args.model), "adapters": {name: str(path) for name, path in adapters.items()},
                    "generation": settings.as_dict(), "lab_revision": revision and revision["commit"]}
     session = ChatSession(chat, settings, system=args.system, log=log, produced_by=produced_by, timings=args.timings,
-                          choose=fixed_choice(args.use or next(iter(adapters))) if adapters else None)
+                          choose=router.route if router else
+                          fixed_choice(args.use or next(iter(adapters))) if adapters else None)
     if args.timings:
         session.notice(f"(loaded {args.model}{' + ' + ', '.join(adapters) if adapters else ''} on {chat.device} "
                        f"in {time.perf_counter() - STARTED:.1f} s)")
