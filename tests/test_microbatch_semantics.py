@@ -1,0 +1,52 @@
+"""How an optimizer step's examples are split into forward passes must not change what it learns:
+2 micro-batches x 4 accumulations and 1 x 8 (the same 8 examples) give the same loss and the same
+adapter gradients, because the loss is normalised over all assistant tokens of the optimizer step
+(transformers' num_items_in_batch), not per micro-batch. Real embedded model, padding-free batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lab.backends import load_trainable_model
+from lab.masking import tokenize_conversation
+from lab.runtime import resolve_runtime
+from lab.training import run_training
+
+from .conftest import make_config
+
+# Eight conversations of different lengths (so that a per-micro-batch mean would weigh them differently).
+QUESTIONS = ["Hi", "What does json.dumps do?", "Name a sorting algorithm.", "What is 2 + 2?",
+             "Explain list comprehensions in one sentence.", "Say yes.", "What is a tuple?", "Count to three."]
+ANSWERS = ["Hello!", "It serialises a Python object to a JSON string.", "Merge sort.", "4.",
+           "They build a list from an iterable in one expression, optionally filtered.", "Yes.",
+           "An immutable sequence.", "One, two, three."]
+
+
+def _one_step(embedded_model_dir, tmp_path, batch_size: int, grad_accum: int) -> tuple[float, dict[str, torch.Tensor]]:
+    """One optimizer step of plain SGD (no momentum, decay, clipping or warmup): the update is
+    -lr x the gradient, so the LoRA weights' change is the step's gradient, scaled."""
+    config = make_config({"seed": 7, "lr": 1.0, "train": {
+        "batch_size": batch_size, "grad_accum": grad_accum, "optimizer": "sgd", "weight_decay": 0.0,
+        "max_grad_norm": 0.0, "warmup_steps": 0, "lr_scheduler": "constant", "max_seq_length": 128}})
+    runtime = resolve_runtime(config.train)
+    model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
+    rows = [tokenize_conversation(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+            for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
+    before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    figures = run_training(model, tokenizer, rows, [], config, runtime, tmp_path / f"{batch_size}x{grad_accum}",
+                           callbacks=[], resume_from=None)
+    assert figures["steps"] == 1
+    update = {name: before[name] - p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    return figures["train_loss"], update
+
+
+def test_two_by_four_and_eight_by_one_give_the_same_loss_and_gradients(embedded_model_dir, tmp_path):
+    loss_split, update_split = _one_step(embedded_model_dir, tmp_path, batch_size=2, grad_accum=4)
+    loss_whole, update_whole = _one_step(embedded_model_dir, tmp_path, batch_size=8, grad_accum=1)
+    assert loss_split == pytest.approx(loss_whole, rel=1e-4)
+    gradient_split = torch.cat([u.flatten() for u in update_split.values()])
+    gradient_whole = torch.cat([u.flatten() for u in update_whole.values()])
+    assert gradient_whole.norm() > 0  # the step did learn something
+    # Equal up to float32 summation order: far closer than a per-micro-batch mean would be.
+    assert torch.allclose(gradient_split, gradient_whole, rtol=1e-3, atol=1e-6 * gradient_whole.abs().max())
