@@ -39,6 +39,23 @@ def training_table(data: Mapping[str, Any], train: Mapping[str, Mapping[str, Any
     return "\n".join(lines)
 
 
+def training_note(train: Mapping[str, Mapping[str, Any]]) -> str:
+    """How the adapters' training compares beyond their rows: the mixed adapter's extra optimizer steps, and which
+    adapters were still improving (best validation loss at their last step), which makes steps a confound."""
+    domain_steps = [metrics["steps"] for adapter, metrics in train.items() if adapter != MIXED_ADAPTER]
+    ratio = train[MIXED_ADAPTER]["steps"] / (sum(domain_steps) / len(domain_steps))
+    note = (f"Same params, so the mixed adapter took {ratio:.1f}× a domain adapter's optimizer steps (each adapter "
+            "sees each of its rows once per epoch).")
+    improving = [adapter for adapter, metrics in train.items()
+                 if metrics["best_validation_loss"] is not None and metrics["best_step"] == metrics["steps"]]
+    if len(improving) == len(train):
+        note += (" Every adapter's validation loss was lowest at its last step, still falling: part of the mixed "
+                 "adapter's difference may come from its extra steps rather than its other domains' rows.")
+    elif improving:
+        note += f" Still improving at the last step (best validation loss there): {', '.join(improving)}."
+    return note
+
+
 def domain_table(comparison: Mapping[str, Any], metrics: list[str]) -> str:
     """Per domain and metric: the three models' means and the paired differences with their intervals."""
     ci = f"[{confidence_percent(comparison['bootstrap']['confidence'])} CI]"
@@ -114,7 +131,7 @@ def render(comparison: Mapping[str, Any], routing: Mapping[str, Any], routes: Ma
         f"params (`lr`, `train`); each scored on the eval examples of its domain ({examples}), "
         "against the base model and the mixed adapter on the same examples. Intervals: "
         f"paired bootstrap, {boot['resamples']:,} resamples, {confidence_percent(boot['confidence'])}.",
-        "## Training", training_table(data, train),
+        "## Training", training_table(data, train), training_note(train),
         f"## Does specialisation pay? ({label})", _verdicts(comparison, headline),
         domain_table(comparison, [headline]),
         "### Every metric", domain_table(comparison, metrics),

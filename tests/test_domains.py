@@ -14,7 +14,7 @@ from lab.domain_report import render
 from lab.domains import domain_data_config, prepare_domains, split_by_domain
 from lab.errors import ConfigError, DataError
 
-from .conftest import make_config
+from .conftest import REPO, make_config
 
 # Real builtin data, small: the docs, code and math domains from few packages (the code tasks come from statistics'
 # doctests), enough rows per domain for 6 training, 2 validation and 3 eval examples.
@@ -150,8 +150,8 @@ def test_the_domain_table_from_known_scores():
                    "ci_high": routed["ci_high"]}},
         "router": {"accuracy": 0.75, "fallback_rate": 0.25}}
 
-    train = {name: {"steps": 3, "best_step": 3, "best_validation_loss": 1.5, "runtime_s": 10.0}
-             for name in ("x", "y", MIXED_ADAPTER)}
+    train = {name: {"steps": 3, "best_step": 3, "best_validation_loss": 1.5, "runtime_s": 10.0} for name in "xy"}
+    train[MIXED_ADAPTER] = {"steps": 6, "best_step": 4, "best_validation_loss": 1.4, "runtime_s": 20.0}
     data = {"adapters": {name: {"train": 6, "validation": 2, "eval": 4} for name in ("x", "y", MIXED_ADAPTER)}}
     report = render(comparison, routing, {"x": 3, "mixed": 2, "y": 3}, data, train, "rougeL")
     versus_base = x[pair_key("adapter", "base")]["rougeL"]
@@ -161,6 +161,8 @@ def test_the_domain_table_from_known_scores():
     assert "- **y** (domain − mixed +0.000 [+0.000, +0.000]): the y adapter and mixed cannot be told apart" in report
     assert f"routed − mixed ROUGE-L +0.050 [{routed['ci_low']:+.3f}, {routed['ci_high']:+.3f}]: " in report
     assert "**75.0%** routed to their own domain's adapter, **25.0%** fell back to mixed" in report
+    assert "the mixed adapter took 2.0× a domain adapter's optimizer steps" in report
+    assert "Still improving at the last step (best validation loss there): x, y." in report
     assert "| x | 3 | 0 | 1 |" in report and "(x 3, mixed 2, y 3)" in report
 
 
@@ -169,3 +171,11 @@ def test_predictions_of_other_eval_examples_are_refused():
     predictions["y"] = predictions["y"][:3]
     with pytest.raises(DataError, match="the y adapter's predictions lack 1 of the 4 eval examples"):
         compare_domains(make_config(), predictions, ["x", "y"])
+
+
+def test_the_readme_tables_are_the_committed_report_s():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Per-domain adapters and a router"):readme.index("## GPU: the full lab")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    report = (REPO / "metrics" / "domains" / "report.md").read_text().splitlines()
+    assert len(rows) >= 15 and [row for row in rows if row not in report] == []
