@@ -22,6 +22,10 @@ from lab.errors import ConfigError
 PARAMS_FILE = Path("params.yaml")
 EMBEDDED_MODEL = "embedded"
 BUILTIN_DATASET = "builtin"
+# The adapter trained on every domain's rows together, the router's fallback (pipelines/domains/dvc.yaml). The
+# domain pipeline's other names for files and folders beside the domains' own are reserved as well.
+MIXED_ADAPTER = "mixed"
+RESERVED_DOMAIN_NAMES = (MIXED_ADAPTER, "base", "routed", "router")
 
 # Allowed values, each listed once; the modules that act on them read them from here.
 Backend = Literal["auto", "unsloth", "hf"]
@@ -235,6 +239,17 @@ class FeedbackConfig:
 class ExportConfig:
     dtype: ExportDtype
     gguf: GgufQuantization | None
+# Per-domain adapters and the router (the optional pipeline pipelines/domains/dvc.yaml; lab/domains.py).
+@dataclass(frozen=True)
+class DomainsConfig:
+    names: list[str]
+    adapters: list[str]
+    code_examples: int
+    math_examples: int
+    train_examples: int
+    validation_examples: int
+    eval_examples: int
+    router_threshold: float
 
 
 @dataclass(frozen=True)
@@ -248,6 +263,7 @@ class LabConfig:
     compare: CompareConfig
     export: ExportConfig
     feedback: FeedbackConfig
+    domains: DomainsConfig
 
     @property
     def train_seed(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ def validate(config: LabConfig) -> LabConfig:
     _check(config.export.gguf is None or config.export.dtype != "fp32", "export.gguf", config.export.gguf,
            "null with export.dtype fp32 (Unsloth converts a 16-bit checkpoint to GGUF): set export.dtype bf16 or fp16")
     _validate_feedback(config)
+    _validate_domains(config)
     return config
 
 
@@ -210,3 +212,27 @@ def _validate_feedback(config: LabConfig) -> None:
     low = config.feedback.min_rating
     _check(low is None or MIN_RATING <= low <= MAX_RATING, "feedback.min_rating", low,
            f"a rating from {MIN_RATING} to {MAX_RATING} (tools/chat.py /rate), or null (off)")
+def _validate_domains(config: LabConfig) -> None:
+    """The domain pipeline's params: names that can be folder and DVC stage names, the adapters its foreach trains
+    (DVC's templating cannot append mixed to domains.names, so both lists are written out and must agree)."""
+    from lab.config import MIXED_ADAPTER, RESERVED_DOMAIN_NAMES
+
+    domains = config.domains
+    names = domains.names
+    _check(bool(names) and len(set(names)) == len(names), "domains.names", names,
+           "a non-empty list of distinct sources")
+    for name in names:
+        _check(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) is not None and name not in RESERVED_DOMAIN_NAMES,
+               "domains.names", name, "letters, digits, _ and - (a folder and a DVC stage name), and none of "
+               f"{list(RESERVED_DOMAIN_NAMES)}")
+    expected = [*names, MIXED_ADAPTER]
+    _check(sorted(domains.adapters) == sorted(expected) and len(set(domains.adapters)) == len(domains.adapters),
+           "domains.adapters", domains.adapters, f"the domains and {MIXED_ADAPTER}: {expected}")
+    for name in ("code_examples", "math_examples", "validation_examples"):
+        _check(getattr(domains, name) >= 0, f"domains.{name}", getattr(domains, name), ">= 0")
+    _positive(domains, "domains", "train_examples", "eval_examples")
+    _check(-1.0 <= domains.router_threshold <= 1.0, "domains.router_threshold", domains.router_threshold,
+           "a cosine similarity in [-1, 1] (-1: never fall back)")
+    _check(config.train.early_stopping_patience is None or domains.validation_examples > 0,
+           "domains.validation_examples", domains.validation_examples,
+           "> 0 while train.early_stopping_patience is set (early stopping needs a validation split)")

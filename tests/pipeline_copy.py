@@ -34,15 +34,16 @@ def deep_update(target: dict, update: dict) -> dict:
     return target
 
 
-def make_lab_copy(root: Path, overrides: dict[str, Any]) -> Path:
+def make_lab_copy(root: Path, overrides: dict[str, Any], extra: tuple[str, ...] = ()) -> Path:
     """A git + DVC repository in `root` holding the lab's code and params.yaml with `overrides`
-    (nested like the file), committed as in a clone."""
+    (nested like the file), committed as in a clone; `extra` names more files or folders to copy
+    (e.g. "pipelines", the optional pipelines, without their lock files: the copy has run nothing)."""
     # .gitignore too: it keeps the stages' temporary outputs out of git (and dvclive from adding its
     # staged folder to an experiment's commit).
-    for name in ("dvc.yaml", "pipelines", "stages", "lab", ".gitignore"):
+    for name in dict.fromkeys(("dvc.yaml", "pipelines", "stages", "lab", ".gitignore", *extra)):
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
         else:
             shutil.copy(source, root / name)
     params = deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
