@@ -283,3 +283,27 @@ def test_the_selector_picks_each_conversations_adapter_once_and_it_answers(embed
     assert base.reply.text not in answers
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [row["adapter"] for row in logged] == ["code", "code", "docs", "code"]
+
+
+def test_the_router_picks_each_conversations_adapter_through_the_cli(embedded_model_dir, tmp_path):
+    """--router: a router fitted on two domains' prompts sends a math question to the math adapter, a
+    code question to the code adapter and an off-topic one (below the threshold) to mixed; the adapters
+    are read from beside the router folder, and the log says which answered."""
+    from lab.router import Router
+
+    domains = tmp_path / "domains"
+    for seed, name in enumerate(("math", "code", "mixed"), start=1):
+        random_adapter(embedded_model_dir, domains / name, seed, ["q_proj", "v_proj"])
+    math = [[{"role": "user", "content": f"What is {a} plus {a + 3}? Show the steps."}] for a in range(5)]
+    code = [[{"role": "user", "content": f"Write a Python function that reverses list number {a}."}] for a in range(5)]
+    Router.fit({"math": math, "code": code}, threshold=0.3).save(domains / "router")
+    log = tmp_path / "log.jsonl"
+    lines = ["What is 7 plus 12? Show the steps.", "/new", "Write a Python function that reverses a list.", "/new",
+             "My cat sleeps all afternoon in the sun.", "/quit"]
+    result = run_chat("--model", str(embedded_model_dir), "--router", str(domains / "router"), "--max-new-tokens",
+                      "4", "--log", str(log), stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [json.loads(line)["adapter"] for line in log.read_text().splitlines()] == ["math", "code", "mixed"]
+    both = run_chat("--model", str(embedded_model_dir), "--router", str(domains / "router"), "--use", "math",
+                    "--prompt", "hi")
+    assert both.returncode == 1 and "--use and --router both choose the adapter" in both.stderr
