@@ -106,7 +106,7 @@ def train_run(work: Path, base: Path, rows: list[dict[str, Any]], backend: str, 
     write_jsonl(folder / "data" / "validation.jsonl", [])
     code, seconds, stderr = run_stage("train", folder, timeout_s)
     run = {"backend": backend, "processes": processes, "batch_scaling": scaling, "examples": examples,
-           "stage_s": seconds}
+           "stage_s": seconds, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if code != 0:
         return {**run, "error": f"exit {code}", "stderr_tail": stderr}
     metrics = read_json(folder / "metrics" / "train.json")
@@ -132,7 +132,10 @@ def run_backend(work: Path, args: argparse.Namespace, rows: list[dict], backend:
     """The runs of one backend in `plan` (results appended to `runs` as they come); the multi-process
     ones that failed."""
     failed = []
+    measured = {(run["backend"], run["processes"], run["batch_scaling"]) for run in runs if "error" not in run}
     for processes, scaling in plan:
+        if (backend, processes, scaling) in measured:  # kept from an earlier call (--keep-runs)
+            continue
         run = train_run(work, args.base, rows, backend, args.quantization, processes, scaling, args.steps,
                         deadline - time.time())
         runs.append(run)
@@ -185,6 +188,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fallback", default=None, help="backend to measure too if a multi-process run fails")
     parser.add_argument("--timeout", type=int, default=3000, help="seconds for the whole benchmark")
     parser.add_argument("--work", type=Path, default=Path("/tmp/multi_gpu"))
+    parser.add_argument("--keep-runs", action="store_true",
+                        help="keep the measured runs already in --out (an earlier call on the same machine) and "
+                             "run only the missing ones: the runs' finished_at times show when each ran")
     parser.add_argument("--plot", type=Path, help="only draw the loss curves of this result file")
     return parser.parse_args()
 
@@ -197,7 +203,8 @@ def main() -> None:
     deadline = time.time() + args.timeout
     shutil.rmtree(args.work, ignore_errors=True)
     rows = prepare_rows(args.work, args.base, args.data, args.steps * 8 * max(args.processes), args.timeout / 4)
-    runs: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = ([run for run in read_json(args.out)["runs"] if "error" not in run]
+                                  if args.keep_runs and args.out.exists() else [])
     # The largest process count first: it is the likeliest to fail, and the fallback needs to know.
     plan = [(1, "fixed_global")] + [(p, s) for p in sorted(args.processes, reverse=True) if p > 1
                                     for s in ("per_device", "fixed_global")]

@@ -57,12 +57,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "padded": {"padding_free": False, "checkpointing": True},
     "padded_grouped": {"padding_free": False, "checkpointing": True, "group_by_length": True},
     "padded_no_ckpt": {"padding_free": False, "checkpointing": False},
+    "planned_no_ckpt": {"padding_free": True, "checkpointing": False, "micro_batch_tokens": "auto"},
+    "planned": {"padding_free": True, "checkpointing": True, "checkpointing_mode": "plain",
+                "micro_batch_tokens": "auto"},
 }
 VARIANT_NOTES = {
     "padding_free": "the lab's setting: each micro-batch flattened into one sequence with position ids",
     "padded": "trl's default collator: pad to the micro-batch's longest example, random order "
               "(what transformers + bitsandbytes + peft gives by default)",
     "padded_grouped": "padded, with transformers' LengthGroupedSampler (train_sampling_strategy)",
+    "planned_no_ckpt": "padding-free, each optimizer step's examples (the same ones as 2 x 4) packed into forward "
+                       "passes up to the token budget the free GPU memory holds (train.micro_batch_tokens: auto)",
     "checkpointing": "gradient checkpointing; for unsloth in mode 'unsloth' (activations offloaded to CPU) "
                      "unless checkpointing_mode is 'plain' (use_gradient_checkpointing=True)",
 }
@@ -76,7 +81,7 @@ def variant_overrides(backend: str, variant: str, seed: int, batch: tuple[int, i
     train = {"backend": backend, "quantization": "4bit", "max_seq_length": MAX_LEN, "batch_size": batch[0],
              "grad_accum": batch[1], "gradient_checkpointing": spec["checkpointing"],
              "padding_free": spec["padding_free"]}
-    train |= {key: spec[key] for key in ("checkpointing_mode", "group_by_length") if key in spec}
+    train |= {key: spec[key] for key in ("checkpointing_mode", "group_by_length", "micro_batch_tokens") if key in spec}
     return {"seed": seed, "train": train}
 
 
@@ -134,9 +139,10 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
     runtime = resolve_runtime(config.train)  # imports unsloth (before transformers) for that backend
     import torch
     from datasets import Dataset
-    from trl import SFTTrainer
 
     from lab.backends import load_trainable_model
+    from lab.microbatch import plan_budget
+    from lab.trainer import lab_trainer
     from lab.training import sft_config
 
     torch.cuda.reset_peak_memory_stats()
@@ -147,9 +153,11 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
     marks: dict[str, float] = {}
     step_ends: list[float] = [started]  # per-step wall times show compiles or recompiles inside the window
     with tempfile.TemporaryDirectory() as work_dir:
-        trainer = SFTTrainer(model=model, args=sft_config(config, runtime, Path(work_dir)),
-                             train_dataset=Dataset.from_list(synthetic_rows(lengths, LLAMA_3B["vocab_size"], seed)),
-                             processing_class=tokenizer, callbacks=[step_clock(marks, step_ends)])
+        budget = plan_budget(config.train, model, runtime)
+        trainer = lab_trainer(budget.tokens if budget else None, model=model,
+                              args=sft_config(config, runtime, Path(work_dir)),
+                              train_dataset=Dataset.from_list(synthetic_rows(lengths, LLAMA_3B["vocab_size"], seed)),
+                              processing_class=tokenizer, callbacks=[step_clock(marks, step_ends)])
         counter = CountingCollator(trainer.data_collator)
         trainer.data_collator = counter
         trainer.train()
@@ -158,7 +166,11 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
         "backend": backend, "variant": variant, **VARIANTS[variant],
         # Unsloth's checkpointing mode as it ran (params.yaml's unless the variant sets it).
         "checkpointing_mode": config.train.checkpointing_mode if backend == "unsloth" else None,
-        **window_figures(marks, step_ends, counter, config.train.grad_accum),
+        # With a token budget the collator sees each optimizer step's examples at once.
+        **window_figures(marks, step_ends, counter, 1 if budget else config.train.grad_accum),
+        **(budget.as_dict() if budget else {}),
+        "forward_passes_per_step": (round(sum(trainer.forward_passes) / len(trainer.forward_passes), 2)
+                                    if trainer.forward_passes else None),
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "load_s": round(load_s, 1), "attn_implementation": getattr(model.config, "_attn_implementation", None),

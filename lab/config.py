@@ -194,6 +194,7 @@ class TrainConfig:
     logging_steps: int
     eval_steps: int
     early_stopping_patience: int | None
+    micro_batch_tokens: int | Auto | None
     processes: int | Auto
     batch_scaling: BatchScaling
     lr_scaling: LrScaling

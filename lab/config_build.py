@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from lab.errors import ConfigError
 
@@ -36,7 +36,9 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
     if type(None) in args:
         if value is None:
             return None
-        hint = next(a for a in args if a is not type(None))
+        rest = tuple(a for a in args if a is not type(None))
+        hint = rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007 (a runtime union of the rest)
+        args = get_args(hint)
     if value is None:
         raise ConfigError(f"{key}: must not be null")
     if dataclasses.is_dataclass(hint):  # a list of mappings (data.mix.extra_sources)

@@ -29,9 +29,11 @@ from lab.checkpoints import (
 from lab.config import LabConfig, TrainConfig, as_dict
 from lab.distributed import batch_plan, is_main_process, main_process_first, world_size
 from lab.masking import tokenize_for_training
+from lab.microbatch import Budget, plan_budget
 from lab.modeling import no_library_progress_bars
 from lab.reproducibility import cpu_threads, full_determinism
 from lab.runtime import Runtime, out_of_memory_advice, peak_memory_gib, resolve_runtime
+from lab.trainer import lab_trainer
 from lab.training_progress import progress_callback
 
 # trl logs this on every padding-free run whose attention is not FlashAttention.
@@ -54,11 +56,14 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
 
     train = config.train
     plan = batch_plan(train, config.lr, world_size())  # one process: grad_accum and lr as set
+    # With a token budget the trainer collates each optimizer step's examples as one batch, which
+    # lab.trainer splits into forward passes: the same examples per step, in the same order.
+    whole_step = train.micro_batch_tokens is not None
     return SFTConfig(
         output_dir=str(output_dir),
-        per_device_train_batch_size=train.batch_size,
+        per_device_train_batch_size=train.batch_size * plan.grad_accum_per_process if whole_step else train.batch_size,
         per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=plan.grad_accum_per_process,
+        gradient_accumulation_steps=1 if whole_step else plan.grad_accum_per_process,
         num_train_epochs=train.epochs,
         learning_rate=plan.lr,
         # transformers reads a float in [0, 1) as a share of all steps, a whole number as steps.
@@ -135,13 +140,14 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     loss, when that is set)."""
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback
-    from trl import SFTTrainer
 
     _silence_padding_free_warning(model, runtime)
     patience = config.train.early_stopping_patience
     stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if validation_rows and patience else []
     progress = progress_callback()
-    trainer = SFTTrainer(
+    budget = plan_budget(config.train, model, runtime)
+    trainer = lab_trainer(
+        budget.tokens if budget else None,
         model=model, args=sft_config(config, runtime, checkpoint_dir, validate=bool(validation_rows), resumable=True),
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
@@ -160,7 +166,16 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     return {**_loss_figures(state.log_history, training_loss), **_selection(state, bool(validation_rows)),
             "steps": state.global_step, "resumed_from_step": resumed_step if resume_from else None,
             "runtime_s": round(seconds, 1), "steady_steps_per_s": progress.steady_steps_per_s(),
-            "planned_steps": state.max_steps}
+            "planned_steps": state.max_steps, "micro_batches": _micro_batches(budget, trainer.forward_passes)}
+
+
+def _micro_batches(budget: Budget | None, forward_passes: list[int]) -> dict[str, Any]:
+    """How the optimizer steps were split into forward passes (train.micro_batch_tokens), for the metrics."""
+    if budget is None:
+        return {"micro_batch_tokens": None}
+    mean = sum(forward_passes) / len(forward_passes) if forward_passes else None
+    return {**budget.as_dict(), "forward_passes_per_step": round(mean, 2) if mean else None,
+            "max_forward_passes": max(forward_passes, default=None)}
 
 
 def _training_memory_advice(config: LabConfig, rows: list[dict]) -> tuple[str, list[str]]:
@@ -232,6 +247,7 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
     # This session's share of the tokens (by steps, after a resume) over this session's time.
     session_share = 1 - (figures["resumed_from_step"] or 0) / max(figures["steps"], 1)
     steady = figures.pop("steady_steps_per_s")
+    micro_batches = figures.pop("micro_batches")
     metrics = {
         **figures,
         "tokens_seen": tokens_seen,
@@ -241,7 +257,7 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
         "peak_memory_gib": peak_memory_gib(runtime.device),
         "data": token_stats["train"],
         "validation_data": token_stats["validation"],
-        "ran": _what_ran(config, runtime),
+        "ran": {**_what_ran(config, runtime), **micro_batches},
         "distributed": batch_plan(config.train, config.lr, world_size()).as_dict(),
     }
     return model, tokenizer, metrics

@@ -1,0 +1,59 @@
+"""The lab's SFTTrainer: trl's, with each optimizer step's examples split into forward passes by a
+token budget (lab.microbatch) when train.micro_batch_tokens asks for it, and, with several
+data-parallel processes, each step's tokens dealt out evenly among them (lab.rank_balance).
+
+trl is imported inside `lab_trainer`: with the unsloth backend, Unsloth must be imported first (by
+lab.runtime.resolve_runtime), and it replaces trl's SFTTrainer with its own, which this extends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from lab.errors import ConfigError
+from lab.microbatch import split_batch
+from lab.rank_balance import balanced_train_sampler
+
+
+def lab_trainer(micro_batch_tokens: int | None, **kwargs: Any) -> Any:
+    """An SFTTrainer built from `kwargs`. The train sampler is balanced across processes (one process:
+    the Trainer's own). With `micro_batch_tokens`, every training step (one
+    optimizer step's examples, collated as one padding-free batch: lab.training.sft_config) runs as
+    forward passes of at most that many tokens, gradients accumulated between them."""
+    from trl import SFTTrainer
+
+    class LabTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            return balanced_train_sampler(super()._get_train_sampler(dataset), dataset, self.args)
+
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            if micro_batch_tokens is None:
+                return super().training_step(model, inputs, num_items_in_batch)
+            return _planned_step(self, super().training_step, model, inputs, num_items_in_batch)
+
+    trainer = LabTrainer(**kwargs)
+    trainer.forward_passes = []  # per optimizer step, for the metrics
+    trainer.micro_batch_tokens = micro_batch_tokens
+    return trainer
+
+
+def _planned_step(trainer: Any, plain_step: Any, model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> Any:
+    """One optimizer step's examples as forward passes of at most trainer.micro_batch_tokens tokens.
+
+    Each pass's loss is its assistant tokens' summed loss over the whole step's count
+    (num_items_in_batch), so the passes' gradients add up to the step's; DDP all-reduces once, after
+    the last pass."""
+    if num_items_in_batch is None or not (trainer.model_accepts_loss_kwargs or trainer.compute_loss_func):
+        raise ConfigError("train.micro_batch_tokens: this model's loss cannot be normalised over the whole "
+                          "optimizer step (it takes no num_items_in_batch); set train.micro_batch_tokens: null")
+    passes = split_batch(inputs, trainer.micro_batch_tokens)
+    total = None
+    for index, part in enumerate(passes):
+        last = index == len(passes) - 1
+        with contextlib.nullcontext() if last else trainer.accelerator.no_sync(model):
+            loss = plain_step(model, part, num_items_in_batch)
+        total = loss if total is None else total + loss
+    trainer.forward_passes.append(len(passes))
+    return total
