@@ -55,3 +55,44 @@ def test_unsloth_padding_free_batches_give_the_padded_loss(embedded_model_dir, t
           f"one sequence {losses['contaminated']:.5f}")
     gap = abs(losses["contaminated"] - losses[False])
     assert abs(losses[True] - losses[False]) < min(0.01 * losses[False], gap / 5), losses
+
+
+def _sgd_step(embedded_model_dir, folder, micro_batch_tokens):
+    """One Unsloth 4-bit optimizer step of plain SGD at lr 1 over the same 8 examples: the loss, and the
+    LoRA weights' change (the step's gradient)."""
+    from lab.backends import load_trainable_model
+    from lab.masking import tokenize_conversation
+    from lab.runtime import resolve_runtime
+    from lab.training import run_training
+
+    from .test_microbatch_semantics import ANSWERS, QUESTIONS
+
+    config = make_config({"seed": 7, "lr": 1.0, "train": {
+        "backend": "unsloth", "quantization": "4bit", "batch_size": 2, "grad_accum": 4, "optimizer": "sgd",
+        "weight_decay": 0.0, "max_grad_norm": 0.0, "warmup_steps": 0, "lr_scheduler": "constant",
+        "max_seq_length": 128, "micro_batch_tokens": micro_batch_tokens}})
+    runtime = resolve_runtime(config.train)
+    model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
+    rows = [tokenize_conversation(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+            for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
+    before = {name: p.detach().float().clone() for name, p in model.named_parameters() if p.requires_grad}
+    figures = run_training(model, tokenizer, rows, [], config, runtime, folder, callbacks=[], resume_from=None)
+    update = torch.cat([(before[name] - p.detach().float()).flatten()
+                        for name, p in model.named_parameters() if p.requires_grad])
+    del model
+    torch.cuda.empty_cache()
+    return figures["train_loss"], update, figures["micro_batches"]
+
+
+def test_planned_forward_passes_learn_what_two_by_four_learns_on_unsloth(embedded_model_dir, tmp_path):
+    """train.micro_batch_tokens through Unsloth's trainer: the lab's 2 x 4 step, as token-budget passes
+    and as one pass, gives the same loss and gradient within bf16 tolerance."""
+    loss_plain, update_plain, _ = _sgd_step(embedded_model_dir, tmp_path / "plain", None)
+    for budget in (120, 100_000):
+        loss, update, passes = _sgd_step(embedded_model_dir, tmp_path / str(budget), budget)
+        print(f"budget {budget}: {passes}, loss {loss:.5f} vs {loss_plain:.5f}")
+        per_step = passes["forward_passes_per_step"]
+        assert per_step == 1 if budget == 100_000 else per_step >= 3
+        assert loss == pytest.approx(loss_plain, rel=1e-2)
+        cosine = torch.nn.functional.cosine_similarity(update, update_plain, dim=0).item()
+        assert cosine > 0.99 and update.norm() == pytest.approx(update_plain.norm().item(), rel=0.05), cosine
