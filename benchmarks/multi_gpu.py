@@ -40,7 +40,8 @@ from lab.io import read_json, read_jsonl, write_json, write_jsonl
 from lab.provenance import result_header
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN = {"max_seq_length": 2048, "batch_size": 2, "grad_accum": 4,
+# The per-GPU micro-batch stays the lab's 2 x 4 (micro_batch_tokens off): what scales is the processes.
+TRAIN = {"max_seq_length": 2048, "batch_size": 2, "grad_accum": 4, "micro_batch_tokens": None,
          "lr_scaling": "none", "eval_steps": 100_000, "logging_steps": 1}
 
 

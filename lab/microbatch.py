@@ -16,8 +16,10 @@ from typing import Any
 
 from lab.errors import ConfigError
 
-# The padding-free batch's per-token tensors; a key beyond these could not be split at example bounds.
+# The padding-free batch's per-token tensors; a key beyond these (and the per-example lengths Unsloth's
+# collator adds) could not be split at example bounds.
 _PER_TOKEN_KEYS = ("input_ids", "labels", "position_ids")
+_LENGTHS_KEY = "packed_seq_lengths"
 # Activations the backward pass keeps per token and decoder layer, in hidden-size and intermediate-size
 # units: the norms', attention's and LoRA's inputs and outputs, the MLP's gate, up and product (memory-
 # efficient SDPA keeps no attention matrix). It matched the transformers + peft 4-bit baseline's measured
@@ -104,9 +106,25 @@ def pack_spans(bounds: list[int], budget: int) -> list[tuple[int, int]]:
 
 def split_batch(inputs: dict[str, Any], budget: int) -> list[dict[str, Any]]:
     """A padding-free batch (one row of flattened examples) as forward passes of at most `budget` tokens."""
-    unknown = sorted(set(inputs) - set(_PER_TOKEN_KEYS))
+    unknown = sorted(set(inputs) - {*_PER_TOKEN_KEYS, _LENGTHS_KEY})
     if "position_ids" not in inputs or inputs["input_ids"].shape[0] != 1 or unknown:
         raise ConfigError("train.micro_batch_tokens: needs padding-free batches (train.padding_free: true) of "
                           f"input_ids, labels and position_ids only; got keys {sorted(inputs)}")
-    spans = pack_spans(example_bounds(inputs["position_ids"]), budget)
-    return [{key: inputs[key][:, start:end] for key in inputs} for start, end in spans]
+    bounds = example_bounds(inputs["position_ids"])
+    passes = []
+    for start, end in pack_spans(bounds, budget):
+        part = {key: inputs[key][:, start:end] for key in _PER_TOKEN_KEYS if key in inputs}
+        if _LENGTHS_KEY in inputs:
+            part[_LENGTHS_KEY] = _span_lengths(inputs[_LENGTHS_KEY], bounds, start, end)
+        passes.append(part)
+    return passes
+
+
+def _span_lengths(lengths: Any, bounds: list[int], start: int, end: int) -> Any:
+    """The per-example lengths of the examples in [start, end), shaped and typed as the batch's own."""
+    import torch
+
+    if lengths.reshape(-1).tolist() != [b - a for a, b in zip(bounds, bounds[1:], strict=False)]:
+        raise ConfigError(f"train.micro_batch_tokens: the batch's {_LENGTHS_KEY} disagree with its position ids")
+    inside = [b - a for a, b in zip(bounds, bounds[1:], strict=False) if start <= a < end]
+    return torch.tensor(inside, dtype=lengths.dtype, device=lengths.device).reshape(*lengths.shape[:-1], -1)

@@ -39,6 +39,18 @@ def test_split_batch_cuts_only_between_examples_and_keeps_every_token():
     assert all(p["position_ids"][0, 0] == 0 for p in parts)  # each pass starts an example
 
 
+def test_split_batch_carries_per_example_lengths_into_each_pass():
+    """Unsloth's collator adds the examples' lengths (packed_seq_lengths): each pass gets its own."""
+    batch = _packed([30, 50, 20, 300, 20]) | {"packed_seq_lengths": torch.tensor([30, 50, 20, 300, 20],
+                                                                                 dtype=torch.int32)}
+    parts = split_batch(batch, 100)
+    assert [p["packed_seq_lengths"].tolist() for p in parts] == [[30, 50, 20], [300], [20]]
+    assert all(p["packed_seq_lengths"].dtype == torch.int32 for p in parts)
+    wrong = batch | {"packed_seq_lengths": torch.tensor([80, 20, 300, 20])}
+    with pytest.raises(ConfigError, match="disagree with its position ids"):
+        split_batch(wrong, 100)
+
+
 def test_split_batch_refuses_a_padded_batch():
     padded = {"input_ids": torch.ones(2, 5, dtype=torch.long), "labels": torch.ones(2, 5, dtype=torch.long),
               "attention_mask": torch.ones(2, 5, dtype=torch.long)}
