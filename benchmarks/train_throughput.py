@@ -17,6 +17,7 @@ peak GPU memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -80,7 +81,7 @@ def variant_overrides(backend: str, variant: str, seed: int, batch: tuple[int, i
     spec = VARIANTS[variant]
     train = {"backend": backend, "quantization": "4bit", "max_seq_length": MAX_LEN, "batch_size": batch[0],
              "grad_accum": batch[1], "gradient_checkpointing": spec["checkpointing"],
-             "padding_free": spec["padding_free"]}
+             "padding_free": spec["padding_free"], "micro_batch_tokens": None}  # a variant may set a budget
     train |= {key: spec[key] for key in ("checkpointing_mode", "group_by_length", "micro_batch_tokens") if key in spec}
     return {"seed": seed, "train": train}
 
@@ -185,7 +186,11 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
 
 def run_worker(backend: str, variants: list[str], model_dir: Path, steps: int, seed: int,
                batch: tuple[int, int], deadline: float) -> None:
-    """Each variant in turn in this process (one import of the backend); a result line each."""
+    """Each variant in turn in this process (one import of the backend); a result line each. First, a few
+    untimed steps of the first variant: the process's one-off costs (CUDA context, kernel autotuning,
+    Unsloth's compiles) would otherwise fall on whichever variant runs first."""
+    with contextlib.suppress(Exception):  # a failure here recurs, and is recorded, in the variant's own run
+        run_variant(backend, variants[0], model_dir, WARMUP_STEPS + 1, seed, batch)
     for variant in variants:
         if time.time() > deadline:
             print("RESULT " + json.dumps({"backend": backend, "variant": variant, "error": "skipped: out of time"}))
