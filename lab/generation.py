@@ -6,7 +6,7 @@ Two decoders give the same greedy continuations (a test pins them token for toke
 - `static`: lab.static_decoder's loop over a preallocated KV cache, replayed as a CUDA graph on
   a GPU: about 3x faster there at the lab's batch sizes, with no compilation. On CPU it steps
   eagerly and is still faster (no cache concatenation, no per-head key/value copies; 1.38x on the
-  embedded model at batch 16, measured on 2 cores).
+  embedded model at batch 16, measured on 2 cores), and rows that have stopped leave its batch.
 
 `decode="auto"` picks `static` wherever the model supports it, `generate` otherwise.
 """
@@ -117,7 +117,8 @@ def resolve_decoder(model: Any, decode: str) -> tuple[str, str | None]:
 
 def generate_ids(model: Any, prompts: list[list[int]], max_new_tokens: int, stops: list[int], pad_token_id: int,
                  batch_size: int, decode: str, cuda_graph: bool) -> tuple[list[list[int]], dict]:
-    """Greedy continuations (token ids, not yet cut at the stop token) of every prompt, in input order.
+    """Greedy continuations (token ids, not yet cut at the stop token) of every prompt, in input order;
+    each runs to max_new_tokens or at least to its first stop token.
 
     Batches hold prompts of similar length (longest first: less padding, and memory peaks early).
     A tqdm bar on stderr counts the examples, batch by batch (hidden when not on a terminal).

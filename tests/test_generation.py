@@ -2,8 +2,10 @@
 
 import pytest
 
+import lab.generation as generation
+import lab.static_decoder as static_decoder
 from lab.errors import ConfigError
-from lab.generation import encode_prompts, generate, resolve_decoder
+from lab.generation import encode_prompts, generate, resolve_decoder, stop_token_ids
 
 from .conftest import make_config
 
@@ -63,6 +65,52 @@ def test_static_decoder_matches_transformers_generate(base_model, tokenizer):
     assert [s["new_tokens"] for s in static] == [r["new_tokens"] for r in reference]
     assert timing["decoder"] == "static" and timing["decode_steps"] == "eager"  # no CUDA graph on CPU
     assert ref_timing["decoder"] == "generate"
+
+
+# On the embedded model these rows stop after 1, 6 and 9 new tokens, the last runs past 24: stepping
+# eagerly, the first two leave the batch at the check after step 8, the third at the one after step 16.
+UNEVEN = [[{"role": "user", "content": "Reply with one word: yes or no. Is the sky blue?"}],
+          [{"role": "user", "content": "Name one colour."}],
+          [{"role": "user", "content": "Hi"}],
+          [{"role": "user", "content": "List twenty fruits, one per line."}]]
+
+
+@pytest.mark.parametrize(("conversations", "drops"), [(UNEVEN, 2), (UNEVEN[2:3], 0), (UNEVEN[1:2] * 2, 0)],
+                         ids=["rows stop far apart", "one row", "every row stops at once"])
+def test_rows_that_stopped_leave_the_batch_without_changing_any_answer(base_model, tokenizer, monkeypatch,
+                                                                        conversations, drops):
+    """Dropping finished rows from the eager batch keeps every row's tokens up to its stop token:
+    the same as with every row decoded to the end, and as transformers' generate."""
+    raw: list[list[int]] = []  # the static decoder's continuations, before generate cuts them
+    dropped = []
+
+    def recording_batch(*args):
+        continuations, how = static_decoder.static_batch(*args)
+        raw.extend(continuations)
+        return continuations, how
+
+    def counted_drop(*args, drop=static_decoder._drop_finished):
+        dropped.append(1)
+        return drop(*args)
+
+    monkeypatch.setattr(generation, "static_batch", recording_batch)
+    monkeypatch.setattr(static_decoder, "_drop_finished", counted_drop)
+
+    def decode(how: str) -> list[dict]:
+        return generate(base_model, tokenizer, conversations, batch_size=4, max_new_tokens=24, max_input_tokens=1024,
+                        decode=how, cuda_graph=False)[0]
+
+    compacted, compacted_raw = decode("static"), list(raw)
+    assert len(dropped) == drops
+    monkeypatch.setattr(static_decoder, "_SHRINK_AT_DONE_SHARE", 2.0)  # never: every row to the batch's end
+    raw.clear()
+    full = decode("static")
+    assert compacted == full == decode("generate")
+    stops = set(stop_token_ids(base_model, tokenizer))
+    for row, full_row in zip(compacted_raw, raw, strict=True):
+        assert row == full_row[:len(row)] and (len(row) == 24 or set(row) & stops)
+    assert sorted({len(row) for row in compacted_raw}) == ([8, 16, 24] if drops else [len(raw[0])])
+    assert any(r["hit_max_new_tokens"] for r in compacted) == (conversations is UNEVEN)
 
 
 def test_decoder_choice(base_model):
