@@ -29,6 +29,7 @@ from result_renderers import (  # benchmarks/, beside this script
     render_pipeline,
     render_rehearsal,
     render_scoring_cpu,
+    render_train_profile,
     render_train_throughput,
     table,
 )
@@ -60,6 +61,7 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "pipeline": ("python benchmarks/pipeline.py --out benchmarks/results/pipeline_cpu.json", render_pipeline),
     "scoring_cpu": ("python benchmarks/scoring_cpu.py", render_scoring_cpu),
     "train_throughput": ("python benchmarks/train_throughput.py", render_train_throughput),
+    "train_profile": ("python benchmarks/train_profile.py", render_train_profile),
     "eval_throughput": ("python benchmarks/eval_throughput.py", render_eval_throughput),
     "dedup": ("python benchmarks/dedup.py --out benchmarks/results/dedup.json", render_dedup),
     "cpu_experiment": ("python benchmarks/experiment_vs_baseline.py --set lr=1e-4 "

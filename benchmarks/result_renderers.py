@@ -70,7 +70,32 @@ def train_label(run: dict[str, Any]) -> str:
     if run.get("checkpointing"):
         mode = run.get("checkpointing_mode")
         checkpointing = f"checkpointing ({mode})" if mode else "checkpointing"
-    return f"{backend}, {batching}, {checkpointing}"
+    split = (f"passes of up to {run['micro_batch_tokens']:,} tokens (auto)" if run.get("micro_batch_tokens")
+             else "batch × grad-accum micro-batches")
+    return f"{backend}, {batching}, {checkpointing}, {split}"
+
+
+def _step_spike(step_s: list[float] | None, untimed: int) -> str | None:
+    """'4.28 s against a median of 0.47 s' where one timed step took over 3x the median (step_s[i] is
+    step i + 2's duration, so the timed steps start at index untimed - 1)."""
+    timed = sorted(step_s[untimed - 1:]) if step_s else []
+    if not timed or timed[-1] <= 3 * timed[len(timed) // 2]:
+        return None
+    return f"{timed[-1]:.2f} s against a median of {timed[len(timed) // 2]:.2f} s"
+
+
+def render_train_profile(result: dict[str, Any]) -> str:
+    """torch.profiler's view of a training step: kernels launched, GPU-busy time against wall time."""
+    rows = [[train_label({**run, "padding_free": True}), number(run["kernels_per_step"], 0),
+             number(run["gpu_busy_s_per_step"], 3), number(run["wall_s_per_step"], 3),
+             percent(run["gpu_busy_fraction"]), number(run["peak_allocated_gib"], 2)]
+            for run in result["results"].values() if "kernels_per_step" in run]
+    return (f"{result['profiled_steps']} optimizer steps profiled after {result['warmup_steps']} untimed, 8 examples "
+            "each; the kernel tables (by GPU time and by host time) are in `benchmarks/results/profiles/`. The "
+            "profiler's tracing slows the host, so wall time here is longer, and the busy share lower, than "
+            "without it.\n\n"
+            + table(["Variant", "Kernels per step", "GPU busy per step (s)", "Wall per step, profiled (s)",
+                     "GPU busy share", "Peak GPU memory (GiB)"], rows))
 
 
 def render_train_throughput(result: dict[str, Any]) -> str:
@@ -85,7 +110,9 @@ def render_train_throughput(result: dict[str, Any]) -> str:
                          f"failed: {str(run.get('error'))[:60]}", "", "", ""])
     context = (f"{result['model']['parameters']:,} parameters; "
                f"{training['steps']} optimizer steps per variant, the first {training['warmup_steps_untimed']} "
-               f"untimed; batch {training['batch_size']} × grad-accum {training['grad_accum']}; example lengths "
+               f"untimed; {training['batch_size'] * training['grad_accum']} examples per optimizer step (batch "
+               f"{training['batch_size']} × grad-accum {training['grad_accum']}, or token-budget passes); "
+               "example lengths "
                f"{result['data']['distribution']}; bf16 peak assumed {result['peak_bf16_tflops_assumed']} TFLOP/s.")
     text = context + "\n\n" + table(
         ["Variant", "tokens/s", "peak GPU memory (GiB)", "MFU (4·N)", "MFU (6·N, full fine-tuning's convention)"],
@@ -95,6 +122,11 @@ def render_train_throughput(result: dict[str, Any]) -> str:
               and pair[0] in runs and pair[1] in runs]
     if ratios:
         text += "\n\nSame checkpointing setting on both sides:\n\n" + "\n".join(f"- {line}" for line in ratios)
+    spikes = [f"{train_label(run)}: {spike}" for run in runs.values()
+              if (spike := _step_spike(run.get("step_s"), training["warmup_steps_untimed"]))]
+    if spikes:
+        text += ("\n\nOne timed step far above the others (a one-off cost such as a recompile for a new shape, "
+                 "counted in tokens/s above):\n\n" + "\n".join(f"- {line}" for line in spikes))
     return text
 
 

@@ -142,7 +142,8 @@ def main() -> None:
                for result in run_backend(backend, variants, args.model_dir, args.seed, tables)]
     payload = {**result_header(__file__, "torch.profiler over QLoRA SFT steps, Llama-3.2-3B architecture (random "
                                          "weights), 8 examples per optimizer step, lognormal lengths"),
-               "warmup_steps": WARMUP_STEPS, "profiled_steps": PROFILED_STEPS, "tables_dir": str(tables),
+               "warmup_steps": WARMUP_STEPS, "profiled_steps": PROFILED_STEPS,
+               "tables_dir": str(tables.relative_to(args.out.parent)),
                "results": {f"{r['backend']}/{r['variant']}": r for r in results}}
     write_json(args.out, payload)
     print(json.dumps(payload["results"], indent=1))
