@@ -12,6 +12,7 @@ missing block, and every result file that does not name the script and revision 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -180,12 +181,26 @@ def render_readme(text: str, results_dir: Path, repo_root: Path = REPO_ROOT) -> 
     return rendered, problems
 
 
+def _tables_dirs(results_dir: Path) -> set[Path]:
+    """Folders of text tables that a result file names as its `tables_dir` (relative to itself)."""
+    folders = set()
+    for path in results_dir.glob("*.json"):
+        with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
+            named = json.loads(path.read_text()).get("tables_dir")
+            if isinstance(named, str):
+                folders.add(path.parent / named)
+    return folders
+
+
 def provenance_problems(results_dir: Path, repo_root: Path = REPO_ROOT) -> list[str]:
     """Result files that do not name an existing script of the repository and a git revision."""
     problems = []
+    tables = _tables_dirs(results_dir)
     for path in sorted(p for p in results_dir.rglob("*") if p.is_file()):
         if path.suffix == ".png" and path.with_suffix(".json").is_file():
             continue  # a plot its result file's script drew (benchmarks/multi_gpu.py --plot)
+        if path.parent in tables:
+            continue  # tables a result file names (benchmarks/train_profile.py's kernel tables)
         try:
             result = json.loads(path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError):
