@@ -70,9 +70,8 @@ def train_label(run: dict[str, Any]) -> str:
     if run.get("checkpointing"):
         mode = run.get("checkpointing_mode")
         checkpointing = f"checkpointing ({mode})" if mode else "checkpointing"
-    split = (f"passes of up to {run['micro_batch_tokens']:,} tokens (auto)" if run.get("micro_batch_tokens")
-             else "batch × grad-accum micro-batches")
-    return f"{backend}, {batching}, {checkpointing}, {split}"
+    split = f", passes of up to {run['micro_batch_tokens']:,} tokens (auto)" if run.get("micro_batch_tokens") else ""
+    return f"{backend}, {batching}, {checkpointing}{split}"
 
 
 def _step_spike(step_s: list[float] | None, untimed: int) -> str | None:

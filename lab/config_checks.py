@@ -174,9 +174,9 @@ def _validate_train(config: LabConfig) -> None:
     _validate_processes(train)
     _check(train.micro_batch_tokens in (None, "auto") or train.micro_batch_tokens >= 1, "train.micro_batch_tokens",
            train.micro_batch_tokens, "a whole number of tokens >= 1, auto (from the free memory) or null (off)")
-    _check(train.micro_batch_tokens is None or train.padding_free, "train.micro_batch_tokens",
-           train.micro_batch_tokens, "null unless train.padding_free is true (passes are cut between whole "
-           "examples of a padding-free batch)")
+    _check(train.micro_batch_tokens in (None, "auto") or train.padding_free, "train.micro_batch_tokens",
+           train.micro_batch_tokens, "null or auto (off) unless train.padding_free is true (passes are cut "
+           "between whole examples of a padding-free batch)")
     layers = lora.layers_to_transform
     _check(layers is None or (bool(layers) and min(layers) >= 0 and len(set(layers)) == len(layers)),
            "train.lora.layers_to_transform", layers, "null (every layer) or distinct layer indices >= 0")

@@ -75,10 +75,17 @@ def resolve_budget(setting: int | str, model_config: Any, device: str, dtype_byt
                                   f"~{per_token / 2**20:.2f} MiB of activations per token")
 
 
+def planned(train: Any) -> bool:
+    """Whether the trainer collates whole optimizer steps and splits them by a token budget: a number
+    (lab.config_checks requires padding-free batches for it), or auto on padding-free batches (auto is
+    off on padded ones, which cannot be cut between examples)."""
+    return train.micro_batch_tokens is not None and train.padding_free
+
+
 def plan_budget(train: Any, model: Any, runtime: Any) -> Budget | None:
     """train.micro_batch_tokens resolved for this model and machine (None: off); call it once the
     model has loaded, so that auto sees the memory that is left."""
-    if train.micro_batch_tokens is None:
+    if not planned(train):
         return None
     dtype_bytes = 4 if runtime.dtype == "float32" else 2
     return resolve_budget(train.micro_batch_tokens, model.config, runtime.device, dtype_bytes,

@@ -29,7 +29,7 @@ from lab.checkpoints import (
 from lab.config import LabConfig, TrainConfig, as_dict
 from lab.distributed import batch_plan, is_main_process, main_process_first, world_size
 from lab.masking import tokenize_for_training
-from lab.microbatch import Budget, plan_budget
+from lab.microbatch import Budget, plan_budget, planned
 from lab.modeling import no_library_progress_bars
 from lab.reproducibility import cpu_threads, full_determinism
 from lab.runtime import Runtime, out_of_memory_advice, peak_memory_gib, resolve_runtime
@@ -58,7 +58,7 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
     plan = batch_plan(train, config.lr, world_size())  # one process: grad_accum and lr as set
     # With a token budget the trainer collates each optimizer step's examples as one batch, which
     # lab.trainer splits into forward passes: the same examples per step, in the same order.
-    whole_step = train.micro_batch_tokens is not None
+    whole_step = planned(train)
     return SFTConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=train.batch_size * plan.grad_accum_per_process if whole_step else train.batch_size,
@@ -170,7 +170,8 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
 
 
 def _micro_batches(budget: Budget | None, forward_passes: list[int]) -> dict[str, Any]:
-    """How the optimizer steps were split into forward passes (train.micro_batch_tokens), for the metrics."""
+    """How the optimizer steps were split into forward passes (train.micro_batch_tokens), for the metrics:
+    an auto budget follows the memory free at the time, so it is kept apart from `ran`'s settings."""
     if budget is None:
         return {"micro_batch_tokens": None}
     mean = sum(forward_passes) / len(forward_passes) if forward_passes else None
@@ -186,6 +187,9 @@ def _training_memory_advice(config: LabConfig, rows: list[dict]) -> tuple[str, l
              f"(train.max_seq_length {train.max_seq_length})")
     remedies = [f"lower train.batch_size (raising train.grad_accum from {train.grad_accum} keeps the effective batch)",
                 "lower train.max_seq_length (longer examples are truncated)"]
+    if planned(train):  # the forward pass holds up to the token budget, not batch_size examples
+        remedies.insert(0, f"lower train.micro_batch_tokens (now {train.micro_batch_tokens}; the tokens of one "
+                           "forward pass)")
     if not train.gradient_checkpointing:
         remedies.append("set train.gradient_checkpointing: true (activations recomputed, not kept)")
     return shape, remedies
@@ -257,7 +261,8 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
         "peak_memory_gib": peak_memory_gib(runtime.device),
         "data": token_stats["train"],
         "validation_data": token_stats["validation"],
-        "ran": {**_what_ran(config, runtime), **micro_batches},
+        "ran": _what_ran(config, runtime),
+        "micro_batches": micro_batches,
         "distributed": batch_plan(config.train, config.lr, world_size()).as_dict(),
     }
     return model, tokenizer, metrics
@@ -286,5 +291,6 @@ def _what_ran(config: LabConfig, runtime: Runtime) -> dict[str, Any]:
             "warmup": warmup, "max_grad_norm": train.max_grad_norm, "padding_free": train.padding_free,
             "max_seq_length": train.max_seq_length, "long_sequences": train.long_sequences,
             "group_by_length": train.group_by_length, "gradient_checkpointing": checkpointing,
+            "micro_batch_tokens": train.micro_batch_tokens if planned(train) else None,
             "lora": {**as_dict(train.lora), "modules": train.lora.modules()},
             **({"cpu_threads": cpu_threads()} if runtime.device == "cpu" else {})}

@@ -3,6 +3,7 @@ param's checks. The learning semantics are pinned in tests/test_microbatch_seman
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -71,11 +72,22 @@ def test_auto_budget_follows_free_memory_and_checkpointing():
 @pytest.mark.parametrize(("train", "message"), [
     ({"micro_batch_tokens": 0}, "train.micro_batch_tokens"),
     ({"micro_batch_tokens": "max"}, "train.micro_batch_tokens: 'max' is not allowed"),
-    ({"micro_batch_tokens": 2048, "padding_free": False}, "null unless train.padding_free is true"),
+    ({"micro_batch_tokens": 2048, "padding_free": False}, "null or auto \\(off\\) unless train.padding_free is true"),
 ])
 def test_bad_micro_batch_tokens_are_refused(train, message):
     with pytest.raises(ConfigError, match=message):
         make_config({"train": train})
+
+
+def test_auto_is_off_on_padded_batches():
+    """A padded run (train.padding_free: false) keeps batch_size x grad_accum micro-batches under the default auto."""
+    from lab.microbatch import planned
+    from lab.training import sft_config
+
+    padded = make_config({"train": {"padding_free": False, "micro_batch_tokens": "auto"}})
+    assert not planned(padded.train) and planned(make_config({"train": {"micro_batch_tokens": "auto"}}).train)
+    args = sft_config(padded, SimpleNamespace(device="cpu", dtype="float32", backend="hf"), Path("unused"))
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 4)
 
 
 def test_micro_batch_tokens_takes_a_number_auto_or_null():

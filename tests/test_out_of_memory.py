@@ -126,7 +126,8 @@ def test_training_out_of_memory_names_the_batch_the_memory_and_the_train_params(
 
     monkeypatch.setattr(trl, "SFTTrainer", FakeTrainer)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    config = make_config({"train": {"backend": "hf", "quantization": "none", "gradient_checkpointing": checkpointing}})
+    config = make_config({"train": {"backend": "hf", "quantization": "none", "gradient_checkpointing": checkpointing,
+                                    "micro_batch_tokens": None}})
     runtime = lab_runtime.resolve_runtime(config.train, cuda_available=False)
     rows = [{"input_ids": [1, 2, 3, 4], "assistant_masks": [0, 0, 1, 1]},
             {"input_ids": [1, 2], "assistant_masks": [0, 1]}]
@@ -140,3 +141,20 @@ def test_training_out_of_memory_names_the_batch_the_memory_and_the_train_params(
         "truncated)")
     assert ("set train.gradient_checkpointing: true" in message) is not checkpointing
     assert message.endswith(f"torch: {TORCH_MESSAGE}")
+
+
+def test_training_out_of_memory_with_a_token_budget_names_it_first(monkeypatch, tmp_path):
+    """With train.micro_batch_tokens, a forward pass holds up to that many tokens: the first remedy."""
+    import trl
+
+    from lab.training import run_training
+
+    monkeypatch.setattr(trl, "SFTTrainer", FakeTrainer)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = make_config({"train": {"backend": "hf", "quantization": "none", "micro_batch_tokens": 4096}})
+    runtime = lab_runtime.resolve_runtime(config.train, cuda_available=False)
+    rows = [{"input_ids": [1, 2, 3, 4], "assistant_masks": [0, 0, 1, 1]}]
+    with pytest.raises(RuntimeConfigError) as error:
+        run_training(fake_model(), None, rows, [], config, runtime, tmp_path, callbacks=[], resume_from=None)
+    assert "to fit, lower train.micro_batch_tokens (now 4096; the tokens of one forward pass); or lower " \
+           "train.batch_size" in str(error.value)

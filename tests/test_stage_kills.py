@@ -65,9 +65,9 @@ else:
 sys.argv = argv
 runpy.run_path(argv[0], run_name="__main__")
 """
-# Figures that time the run, not its result.
+# Figures that time the run, not its result (and the token budget that auto reads from the free memory).
 VOLATILE = {"seconds", "tokens_per_s", "runtime_s", "runtime", "samples_per_second", "steps_per_second",
-            "peak_memory_gib", "resumed_from_step"}
+            "peak_memory_gib", "resumed_from_step", "micro_batches"}
 OLD = "from an earlier run\n"
 
 
