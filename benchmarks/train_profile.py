@@ -67,14 +67,13 @@ def profile_variant(backend: str, variant: str, model_dir: Path, seed: int, tabl
                 profiler.stop()
                 marks["t1"] = time.perf_counter()
 
-    budget = plan_budget(config.train, model, runtime)
     with tempfile.TemporaryDirectory() as work_dir:
         args = sft_config(config, runtime, Path(work_dir))
         args.max_steps = steps
-        trainer = lab_trainer(budget.tokens if budget else None, model=model, args=args,
+        trainer = lab_trainer(plan_budget(config.train, model, runtime), model=model, args=args,
                               train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[Window()])
         trainer.train()
-    return _figures(profiler, marks, rows, backend, variant, tables) | (budget.as_dict() if budget else {}) | {
+    return _figures(profiler, marks, rows, backend, variant, tables) | trainer.micro_batches() | {
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
 
 

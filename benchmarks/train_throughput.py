@@ -154,8 +154,7 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
     marks: dict[str, float] = {}
     step_ends: list[float] = [started]  # per-step wall times show compiles or recompiles inside the window
     with tempfile.TemporaryDirectory() as work_dir:
-        budget = plan_budget(config.train, model, runtime)
-        trainer = lab_trainer(budget.tokens if budget else None, model=model,
+        trainer = lab_trainer(plan_budget(config.train, model, runtime), model=model,
                               args=sft_config(config, runtime, Path(work_dir)),
                               train_dataset=Dataset.from_list(synthetic_rows(lengths, LLAMA_3B["vocab_size"], seed)),
                               processing_class=tokenizer, callbacks=[step_clock(marks, step_ends)])
@@ -168,10 +167,8 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
         # Unsloth's checkpointing mode as it ran (params.yaml's unless the variant sets it).
         "checkpointing_mode": config.train.checkpointing_mode if backend == "unsloth" else None,
         # With a token budget the collator sees each optimizer step's examples at once.
-        **window_figures(marks, step_ends, counter, 1 if budget else config.train.grad_accum),
-        **(budget.as_dict() if budget else {}),
-        "forward_passes_per_step": (round(sum(trainer.forward_passes) / len(trainer.forward_passes), 2)
-                                    if trainer.forward_passes else None),
+        **window_figures(marks, step_ends, counter, 1 if trainer.budget else config.train.grad_accum),
+        **trainer.micro_batches(),
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "load_s": round(load_s, 1), "attn_implementation": getattr(model.config, "_attn_implementation", None),

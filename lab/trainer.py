@@ -12,15 +12,16 @@ import contextlib
 from typing import Any
 
 from lab.errors import ConfigError
-from lab.microbatch import split_batch
+from lab.microbatch import Budget, split_batch
 from lab.rank_balance import balanced_train_sampler
 
 
-def lab_trainer(micro_batch_tokens: int | None, **kwargs: Any) -> Any:
+def lab_trainer(budget: Budget | None, **kwargs: Any) -> Any:
     """An SFTTrainer built from `kwargs`. The train sampler is balanced across processes (one process:
-    the Trainer's own). With `micro_batch_tokens`, every training step (one
+    the Trainer's own). With a token `budget` (lab.microbatch.plan_budget), every training step (one
     optimizer step's examples, collated as one padding-free batch: lab.training.sft_config) runs as
-    forward passes of at most that many tokens, gradients accumulated between them."""
+    forward passes of at most that many tokens, gradients accumulated between them; the trainer's
+    `micro_batches()` then says how the steps were split."""
     from trl import SFTTrainer
 
     class LabTrainer(SFTTrainer):
@@ -29,18 +30,28 @@ def lab_trainer(micro_batch_tokens: int | None, **kwargs: Any) -> Any:
             return balanced_train_sampler(super()._get_train_sampler(dataset), dataset, self.args)
 
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
-            if micro_batch_tokens is None:
+            if budget is None:
                 return super().training_step(model, inputs, num_items_in_batch)
             return _planned_step(self, super().training_step, model, inputs, num_items_in_batch)
 
+        def micro_batches(self) -> dict[str, Any]:
+            """How the optimizer steps were split into forward passes, for the metrics: an auto budget
+            follows the memory free at the time, so it is kept apart from `ran`'s settings."""
+            if budget is None:
+                return {"micro_batch_tokens": None}
+            passes = self.forward_passes
+            mean = round(sum(passes) / len(passes), 2) if passes else None
+            return {**budget.as_dict(), "forward_passes_per_step": mean,
+                    "max_forward_passes": max(passes, default=None)}
+
     trainer = LabTrainer(**kwargs)
-    trainer.forward_passes = []  # per optimizer step, for the metrics
-    trainer.micro_batch_tokens = micro_batch_tokens
+    trainer.forward_passes = []  # per optimizer step
+    trainer.budget = budget
     return trainer
 
 
 def _planned_step(trainer: Any, plain_step: Any, model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> Any:
-    """One optimizer step's examples as forward passes of at most trainer.micro_batch_tokens tokens.
+    """One optimizer step's examples as forward passes of at most trainer.budget's tokens.
 
     Each pass's loss is its assistant tokens' summed loss over the whole step's count
     (num_items_in_batch), so the passes' gradients add up to the step's; DDP all-reduces once, after
@@ -48,7 +59,7 @@ def _planned_step(trainer: Any, plain_step: Any, model: Any, inputs: dict[str, A
     if num_items_in_batch is None or not (trainer.model_accepts_loss_kwargs or trainer.compute_loss_func):
         raise ConfigError("train.micro_batch_tokens: this model's loss cannot be normalised over the whole "
                           "optimizer step (it takes no num_items_in_batch); set train.micro_batch_tokens: null")
-    passes = split_batch(inputs, trainer.micro_batch_tokens)
+    passes = split_batch(inputs, trainer.budget.tokens)
     total = None
     for index, part in enumerate(passes):
         last = index == len(passes) - 1

@@ -29,7 +29,7 @@ from lab.checkpoints import (
 from lab.config import LabConfig, TrainConfig, as_dict
 from lab.distributed import batch_plan, is_main_process, main_process_first, world_size
 from lab.masking import tokenize_for_training
-from lab.microbatch import Budget, plan_budget, planned
+from lab.microbatch import plan_budget, planned
 from lab.modeling import no_library_progress_bars
 from lab.reproducibility import cpu_threads, full_determinism
 from lab.runtime import Runtime, out_of_memory_advice, peak_memory_gib, resolve_runtime
@@ -145,9 +145,8 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     patience = config.train.early_stopping_patience
     stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if validation_rows and patience else []
     progress = progress_callback()
-    budget = plan_budget(config.train, model, runtime)
     trainer = lab_trainer(
-        budget.tokens if budget else None,
+        plan_budget(config.train, model, runtime),
         model=model, args=sft_config(config, runtime, checkpoint_dir, validate=bool(validation_rows), resumable=True),
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
@@ -166,17 +165,7 @@ def run_training(model: Any, tokenizer: Any, rows: list[dict], validation_rows: 
     return {**_loss_figures(state.log_history, training_loss), **_selection(state, bool(validation_rows)),
             "steps": state.global_step, "resumed_from_step": resumed_step if resume_from else None,
             "runtime_s": round(seconds, 1), "steady_steps_per_s": progress.steady_steps_per_s(),
-            "planned_steps": state.max_steps, "micro_batches": _micro_batches(budget, trainer.forward_passes)}
-
-
-def _micro_batches(budget: Budget | None, forward_passes: list[int]) -> dict[str, Any]:
-    """How the optimizer steps were split into forward passes (train.micro_batch_tokens), for the metrics:
-    an auto budget follows the memory free at the time, so it is kept apart from `ran`'s settings."""
-    if budget is None:
-        return {"micro_batch_tokens": None}
-    mean = sum(forward_passes) / len(forward_passes) if forward_passes else None
-    return {**budget.as_dict(), "forward_passes_per_step": round(mean, 2) if mean else None,
-            "max_forward_passes": max(forward_passes, default=None)}
+            "planned_steps": state.max_steps, "micro_batches": trainer.micro_batches()}
 
 
 def _training_memory_advice(config: LabConfig, rows: list[dict]) -> tuple[str, list[str]]:
