@@ -61,6 +61,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "planned_no_ckpt": {"padding_free": True, "checkpointing": False, "micro_batch_tokens": "auto"},
     "planned": {"padding_free": True, "checkpointing": True, "checkpointing_mode": "plain",
                 "micro_batch_tokens": "auto"},
+    "varlen_no_ckpt": {"padding_free": True, "checkpointing": False, "packed_attention": "per_example"},
+    "planned_varlen_no_ckpt": {"padding_free": True, "checkpointing": False, "micro_batch_tokens": "auto",
+                               "packed_attention": "per_example"},
 }
 VARIANT_NOTES = {
     "padding_free": "the lab's setting: each micro-batch flattened into one sequence with position ids",
@@ -69,6 +72,9 @@ VARIANT_NOTES = {
     "padded_grouped": "padded, with transformers' LengthGroupedSampler (train_sampling_strategy)",
     "planned_no_ckpt": "padding-free, each optimizer step's examples (the same ones as 2 x 4) packed into forward "
                        "passes up to the token budget the free GPU memory holds (train.micro_batch_tokens: auto)",
+    "varlen_no_ckpt": "padding-free 2 x 4, each example's attention alone: one varlen flash call per layer "
+                      "(train.packed_attention: per_example; every other variant runs the library's own)",
+    "planned_varlen_no_ckpt": "planned_no_ckpt with varlen attention (train.packed_attention: per_example)",
     "checkpointing": "gradient checkpointing; for unsloth in mode 'unsloth' (activations offloaded to CPU) "
                      "unless checkpointing_mode is 'plain' (use_gradient_checkpointing=True)",
 }
@@ -81,8 +87,10 @@ def variant_overrides(backend: str, variant: str, seed: int, batch: tuple[int, i
     spec = VARIANTS[variant]
     train = {"backend": backend, "quantization": "4bit", "max_seq_length": MAX_LEN, "batch_size": batch[0],
              "grad_accum": batch[1], "gradient_checkpointing": spec["checkpointing"],
-             "padding_free": spec["padding_free"], "micro_batch_tokens": None}  # a variant may set a budget
-    train |= {key: spec[key] for key in ("checkpointing_mode", "group_by_length", "micro_batch_tokens") if key in spec}
+             "padding_free": spec["padding_free"], "micro_batch_tokens": None,  # a variant may set a budget
+             "packed_attention": "library"}  # or per-example attention
+    train |= {key: spec[key] for key in ("checkpointing_mode", "group_by_length", "micro_batch_tokens",
+                                         "packed_attention") if key in spec}
     return {"seed": seed, "train": train}
 
 
@@ -141,6 +149,7 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
     import torch
     from datasets import Dataset
 
+    from lab.attention import attention_path
     from lab.backends import load_trainable_model
     from lab.microbatch import plan_budget
     from lab.trainer import lab_trainer
@@ -172,6 +181,7 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "load_s": round(load_s, 1), "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "attention": attention_path(model, backend, "cuda"),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "mean_example_tokens": round(sum(lengths) / len(lengths), 1),
     }

@@ -1,22 +1,34 @@
-"""Attention for padding-free training batches on the transformers + peft backend on CPU: each
-example attends to itself only, computed example by example.
+"""Attention for padding-free training batches: each example attends to itself only.
 
 A padding-free batch is one row of several examples back to back, their position ids restarting at
 0. transformers' SDPA path turns those ids into a block-diagonal causal mask over the whole row and
-computes every query against every key under it: for two examples of equal length, four times the
-score entries that the examples need, and, because of the mask, grouped-query keys and values
-copied once per query head. Here the row is cut at the restarts and each example runs through
-PyTorch's SDPA with `is_causal` and `enable_gqa`: the same attention, with neither the cross-example
-nor the future half computed, nor the copies. Anything else (a padded batch, generation with a KV
-cache) goes to transformers' own SDPA unchanged.
+computes every query against every key under it: for eight examples of equal length, eight times the
+score entries that the examples need, and, because of the mask, grouped-query keys and values copied
+once per query head. Here the row is cut at the restarts instead:
+
+- on CUDA (bf16/fp16), one variable-length flash-attention call per layer over the whole row
+  (PyTorch's own kernel: `torch.nn.attention.varlen.varlen_attn`, or on PyTorch before 2.12, whose
+  varlen_attn lacks grouped-query attention, the same aten flash operators it wraps);
+- elsewhere (CPU), PyTorch's SDPA example by example, with `is_causal` and `enable_gqa`.
+
+Either way the same attention, with neither the cross-example nor the future half computed. Anything
+else (a padded batch, generation with a KV cache) goes to transformers' own SDPA unchanged.
+
+Unsloth has the same per-layer varlen route for its packed batches, but takes it only where
+`varlen_attn` has `enable_gqa` (PyTorch 2.12+, the lab's pinned version); `use_unsloth_varlen`
+gives it the aten route on older PyTorch, so that a GPU image with PyTorch 2.11 trains as the pinned
+install does.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 # The name under which the model's config selects this function (transformers' AttentionInterface).
 ATTENTION_NAME = "lab_packed_sdpa"
+_layout_cache: list[Any] = [None, None]  # [position_ids tensor, its layout]: one forward's layers share it
+_unsloth_shipped: dict[str, tuple[Any, bool]] = {}  # Unsloth's own varlen settings, before any change
 
 
 def example_bounds(position_ids: Any, length: int) -> list[tuple[int, int]] | None:
@@ -30,17 +42,107 @@ def example_bounds(position_ids: Any, length: int) -> list[tuple[int, int]] | No
     return list(zip(starts, starts[1:] + [length], strict=True))
 
 
+def _row_layout(position_ids: Any, length: int) -> tuple[list[tuple[int, int]], Any] | None:
+    """example_bounds and the cumulative lengths as an int32 tensor on the ids' device, computed once
+    per forward pass (every layer gets the same position_ids tensor): one host sync, not one a layer."""
+    if _layout_cache[0] is position_ids and position_ids is not None:
+        return _layout_cache[1]
+    bounds = example_bounds(position_ids, length)
+    layout = None
+    if bounds is not None:
+        import torch
+
+        ends = [0] + [end for _, end in bounds]
+        layout = (bounds, torch.tensor(ends, dtype=torch.int32, device=position_ids.device))
+    _layout_cache[:] = [position_ids, layout]
+    return layout
+
+
+class _FlashVarlen:
+    """Causal variable-length flash attention through aten's flash operators (what varlen_attn wraps),
+    for PyTorch whose varlen_attn takes no `enable_gqa`; the kernel itself handles grouped queries."""
+
+    _function: Any = None
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        if cls._function is None:
+            cls._function = _make_flash_function()
+        return cls._function.apply(*args)
+
+
+def _make_flash_function() -> Any:
+    import torch
+
+    class FlashVarlen(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, query: Any, key: Any, value: Any, cu_seqlens: Any, max_len: int, scale: float | None):
+            out, lse, rng_state, unused, _ = torch.ops.aten._flash_attention_forward(
+                query, key, value, cu_seqlens, cu_seqlens, max_len, max_len, 0.0, True, False, scale=scale)
+            ctx.save_for_backward(query, key, value, out, lse, cu_seqlens, rng_state, unused)
+            ctx.max_len, ctx.scale = max_len, scale
+            return out
+
+        @staticmethod
+        def backward(ctx: Any, grad_out: Any):
+            query, key, value, out, lse, cu_seqlens, rng_state, unused = ctx.saved_tensors
+            dq, dk, dv = torch.ops.aten._flash_attention_backward(
+                grad_out.contiguous(), query, key, value, out, lse, cu_seqlens, cu_seqlens, ctx.max_len,
+                ctx.max_len, 0.0, True, rng_state, unused, scale=ctx.scale)
+            return dq, dk, dv, None, None, None
+
+    return FlashVarlen
+
+
+def public_varlen() -> Any:
+    """PyTorch's varlen_attn where it takes grouped-query attention (2.12+), else None."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    parameters = inspect.signature(varlen_attn).parameters
+    return varlen_attn if {"enable_gqa", "window_size"} <= parameters.keys() else None
+
+
+def varlen_causal(query: Any, key: Any, value: Any, cu_seqlens: Any, max_len: int, scale: float | None,
+                  use_public: bool | None = None) -> Any:
+    """Causal attention of each segment of a packed row: query (T, Hq, D), key and value (T, Hkv, D),
+    segments cut at cu_seqlens (int32, on the GPU); returns (T, Hq, D). use_public: PyTorch's
+    varlen_attn (None: where it takes grouped queries) or the aten operators it wraps."""
+    public = public_varlen() if use_public is not False else None
+    if use_public and public is None:
+        raise RuntimeError("this PyTorch's varlen_attn takes no enable_gqa (PyTorch 2.12+ does)")
+    if public is not None:
+        return public(query, key, value, cu_seqlens, cu_seqlens, max_len, max_len, scale=scale,
+                      window_size=(-1, 0), enable_gqa=key.shape[1] != query.shape[1])
+    return _FlashVarlen.apply(query, key, value, cu_seqlens, max_len, scale)
+
+
+def varlen_applies(query: Any, dropout: float) -> bool:
+    """Whether the flash varlen kernel computes this call: CUDA, half precision, no dropout."""
+    import torch
+
+    return (query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0
+            and query.shape[-1] <= 256 and torch.backends.cuda.is_flash_attention_available())
+
+
 def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
                 scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
-    """An AttentionInterface function: per-example causal SDPA on a padding-free row (no KV cache,
-    so keys and values are as long as the queries), transformers' SDPA otherwise."""
+    """An AttentionInterface function: per-example causal attention on a padding-free row (no KV
+    cache, so keys and values are as long as the queries), transformers' SDPA otherwise. Inputs are
+    (1, heads, T, D); the output is (1, T, heads, D), as transformers' attention functions return."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    bounds = example_bounds(kwargs.get("position_ids"), query.shape[2])
-    if bounds is None or key.shape[2] != query.shape[2]:
+    layout = _row_layout(kwargs.get("position_ids"), query.shape[2])
+    if layout is None or key.shape[2] != query.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    bounds, cu_seqlens = layout
+    if varlen_applies(query, dropout):
+        rows = [tensor[0].transpose(0, 1) for tensor in (query, key, value)]  # (T, heads, D)
+        longest = max(end - start for start, end in bounds)
+        return varlen_causal(*rows, cu_seqlens, longest, scaling)[None], None
     sdpa = torch.nn.functional.scaled_dot_product_attention
     outputs = [sdpa(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], dropout_p=dropout,
                     scale=scaling, is_causal=True, enable_gqa=key.shape[1] != query.shape[1])
@@ -60,3 +162,48 @@ def use_packed_attention(model: Any) -> bool:
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
     model.set_attn_implementation(ATTENTION_NAME)
     return model.config._attn_implementation == ATTENTION_NAME
+
+
+def _unsloth_varlen_attn(query: Any, key: Any, value: Any, cu_seq_q: Any, cu_seq_k: Any, max_q: int, max_k: int, *,
+                         scale: float | None = None, window_size: tuple[int, int] = (-1, -1),
+                         enable_gqa: bool = False) -> Any:
+    """varlen_attn's signature over varlen_causal, for the calls Unsloth makes: causal, equal q/k cuts."""
+    if tuple(window_size) != (-1, 0) or cu_seq_k is not cu_seq_q or max_q != max_k:
+        raise NotImplementedError(f"varlen attention with window {window_size} or separate key cuts")
+    return varlen_causal(query, key, value, cu_seq_q, max_q, scale, use_public=False)
+
+
+def use_unsloth_varlen(on: bool) -> bool:
+    """on: give Unsloth's packed-batch attention the varlen route where its PyTorch lacks the public
+    one; off: leave Unsloth as shipped (undoing an earlier call in this process). Returns whether
+    Unsloth now takes a varlen route (its own on PyTorch 2.12+)."""
+    import torch
+
+    try:
+        from unsloth.utils import attention_dispatch
+    except ImportError:
+        return False
+    if not hasattr(attention_dispatch, "_TORCH_VARLEN_ATTN"):
+        return False  # an Unsloth without the varlen route keeps its own attention
+    shipped = _unsloth_shipped.setdefault("varlen", (attention_dispatch._TORCH_VARLEN_ATTN,
+                                                     attention_dispatch._LEAN_VARLEN))
+    if on and shipped[0] is None and torch.cuda.is_available():
+        attention_dispatch._TORCH_VARLEN_ATTN = _unsloth_varlen_attn
+        attention_dispatch._LEAN_VARLEN = False  # its lean path reads version-specific torch internals
+    else:
+        attention_dispatch._TORCH_VARLEN_ATTN, attention_dispatch._LEAN_VARLEN = shipped
+    return attention_dispatch._TORCH_VARLEN_ATTN is not None
+
+
+def attention_path(model: Any, backend: str, device: str) -> str:
+    """What computes a padding-free batch's attention, for metrics/train.json's `ran`."""
+    if backend == "unsloth":
+        try:
+            from unsloth.utils import attention_dispatch
+        except ImportError:
+            return "unsloth"
+        varlen = getattr(attention_dispatch, "_TORCH_VARLEN_ATTN", None)
+        return "unsloth varlen (flash)" if varlen is not None else "unsloth per-example"
+    if getattr(model.config, "_attn_implementation", None) != ATTENTION_NAME:
+        return f"transformers {model.config._attn_implementation} (masked)"
+    return "varlen (flash)" if device == "cuda" else "per-example sdpa"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab.attention import use_packed_attention
+from lab.attention import use_packed_attention, use_unsloth_varlen
 from lab.config import LORA_PRESETS, LabConfig, LoraConfig
 from lab.distributed import local_rank, world_size
 from lab.errors import ConfigError
@@ -84,6 +84,7 @@ def _load_unsloth(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[
         # Each data-parallel process on its own GPU; one process keeps Unsloth's own placement.
         **({"device_map": {"": local_rank()}} if world_size() > 1 else {}),
     )
+    use_unsloth_varlen(train.packed_attention == "per_example")  # one varlen call per layer (lab.attention)
     checkpointing = CHECKPOINTING_MODES[train.checkpointing_mode] if train.gradient_checkpointing else False
     model = FastLanguageModel.get_peft_model(
         model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
@@ -114,10 +115,12 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
         kwargs["device_map"] = {"": local_rank()}  # each data-parallel process on its own GPU
     torch.manual_seed(config.train_seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    # On CPU, padding-free batches attend example by example (lab.attention): the same loss, 1.3x the
-    # tokens/s. Not on CUDA, where its per-layer cut of the row syncs with the host and measured slower
-    # than SDPA's masked kernel (benchmarks/train_throughput.py's hf rows).
-    if runtime.device == "cpu":
+    # Padding-free batches attend example by example (lab.attention): on CPU 1.3x the tokens/s of the
+    # masked row; on CUDA in half precision one varlen flash call per layer, instead of the masked
+    # kernel over the whole row (benchmarks/train_throughput.py's hf rows). On CUDA in fp32 the flash
+    # kernel does not apply, and a loop of per-example calls measured slower than the masked one.
+    half = runtime.dtype in ("bfloat16", "float16")
+    if config.train.packed_attention == "per_example" and (runtime.device == "cpu" or half):
         use_packed_attention(model)
     if runtime.quantization != "none":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.train.gradient_checkpointing)

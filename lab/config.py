@@ -31,6 +31,7 @@ RESERVED_DOMAIN_NAMES = (MIXED_ADAPTER, "base", "routed", "router")
 Backend = Literal["auto", "unsloth", "hf"]
 Quantization = Literal["auto", "4bit", "8bit", "none"]
 CheckpointingMode = Literal["unsloth", "plain"]
+PackedAttention = Literal["per_example", "library"]
 OnInvalid = Literal["error", "drop"]
 SameRoleTurns = Literal["merge", "reject"]
 LongSequences = Literal["truncate", "drop"]
@@ -188,6 +189,7 @@ class TrainConfig:
     max_seq_length: int
     long_sequences: LongSequences
     padding_free: bool
+    packed_attention: PackedAttention
     group_by_length: bool
     gradient_checkpointing: bool
     checkpointing_mode: CheckpointingMode

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.attention import ATTENTION_NAME
+from lab.attention import ATTENTION_NAME, attention_path
 from lab.backends import check_chat_template, check_lora_targets, load_trainable_model
 from lab.checkpoints import (
     checkpoint_step,
@@ -250,7 +250,7 @@ def fine_tune(config: LabConfig, base_dir: Path, conversations: list[dict[str, A
         "peak_memory_gib": peak_memory_gib(runtime.device),
         "data": token_stats["train"],
         "validation_data": token_stats["validation"],
-        "ran": _what_ran(config, runtime),
+        "ran": {**_what_ran(config, runtime), "attention": attention_path(model, runtime.backend, runtime.device)},
         "micro_batches": micro_batches,
         "distributed": batch_plan(config.train, config.lr, world_size()).as_dict(),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lab.attention import ATTENTION_NAME, example_bounds, use_packed_attention
+from lab.attention import ATTENTION_NAME, attention_path, example_bounds, use_packed_attention
 from lab.masking import tokenize_conversation
 from tests.conftest import make_config
 from tests.test_training import CONVERSATION
@@ -54,9 +54,10 @@ def test_packed_attention_matches_masked_sdpa_in_loss_and_lora_gradients(embedde
     from lab.backends import load_trainable_model
     from lab.runtime import resolve_runtime
 
-    config = make_config()
+    config = make_config({"train": {"packed_attention": "per_example"}})
     model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train))
     assert model.config._attn_implementation == ATTENTION_NAME  # the backend switched it on
+    assert attention_path(model, "hf", "cpu") == "per-example sdpa"
     batch = _packed_batch(tokenizer)
     packed_loss, packed_grads = _loss_and_grads(model, batch)
     model.set_attn_implementation("sdpa")
@@ -73,3 +74,15 @@ def test_a_model_not_on_sdpa_is_left_alone(embedded_model_dir):
 
     model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, attn_implementation="eager")
     assert not use_packed_attention(model) and model.config._attn_implementation == "eager"
+
+
+def test_library_attention_keeps_transformers_masked_sdpa(embedded_model_dir):
+    """train.packed_attention: library reaches the backend: the model stays on transformers' SDPA, and
+    what ran says so."""
+    from lab.backends import load_trainable_model
+    from lab.runtime import resolve_runtime
+
+    config = make_config({"train": {"packed_attention": "library"}})
+    model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train))
+    assert model.config._attn_implementation == "sdpa"
+    assert attention_path(model, "hf", "cpu") == "transformers sdpa (masked)"

@@ -74,6 +74,8 @@ def test_lr_written_by_dvc_exp_set_is_parsed_as_a_float(tmp_path):
         ({"train": {"padding_free": 1}}, "train.padding_free: expected bool"),
         ({"train": {"checkpointing_mode": "offload"}}, "train.checkpointing_mode: 'offload' is not allowed; "
                                                        "allowed: unsloth|plain"),
+        ({"train": {"packed_attention": "flash"}}, "train.packed_attention: 'flash' is not allowed; "
+                                                   "allowed: per_example|library"),
         ({"evaluate": {"decode": "beam"}}, "evaluate.decode: 'beam' is not allowed; allowed: auto|generate|static"),
         ({"evaluate": {"rouge_types": ["rouge1", "bleu"]}}, "evaluate.rouge_types[1]: 'bleu' is not allowed"),
         ({"evaluate": {"cuda_graph": "yes please"}}, "evaluate.cuda_graph: expected bool"),

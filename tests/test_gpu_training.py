@@ -96,3 +96,35 @@ def test_planned_forward_passes_learn_what_two_by_four_learns_on_unsloth(embedde
         assert loss == pytest.approx(loss_plain, rel=1e-2)
         cosine = torch.nn.functional.cosine_similarity(update, update_plain, dim=0).item()
         assert cosine > 0.99 and update.norm() == pytest.approx(update_plain.norm().item(), rel=0.05), cosine
+
+
+def test_unsloth_varlen_route_gives_the_per_segment_loss(embedded_model_dir, tmp_path):
+    """train.packed_attention through Unsloth: per_example (one varlen flash call a layer, lab.attention's
+    route where this PyTorch lacks Unsloth's own) and library (Unsloth as shipped) score a padding-free
+    batch alike, in bf16 tolerance."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from lab.attention import attention_path
+    from lab.backends import load_trainable_model
+    from lab.masking import tokenize_conversation
+    from lab.runtime import resolve_runtime
+    from lab.training import sft_config
+
+    losses, paths = {}, {}
+    for setting in ("library", "per_example"):
+        config = make_config({"train": {"backend": "unsloth", "quantization": "4bit", "max_seq_length": 512,
+                                        "padding_free": True, "batch_size": len(CONVERSATIONS),
+                                        "packed_attention": setting}})
+        runtime = resolve_runtime(config.train)
+        model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
+        paths[setting] = attention_path(model, "unsloth", "cuda")
+        rows = [tokenize_conversation(tokenizer, messages) for messages in CONVERSATIONS]
+        trainer = SFTTrainer(model=model, args=sft_config(config, runtime, tmp_path / setting),
+                             train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+        losses[setting] = _loss(trainer, model, trainer.data_collator(rows))
+        del trainer, model
+        torch.cuda.empty_cache()
+    print(paths, losses)
+    assert paths["per_example"] == "unsloth varlen (flash)"
+    assert losses["per_example"] == pytest.approx(losses["library"], rel=1e-2)
