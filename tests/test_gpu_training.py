@@ -95,7 +95,7 @@ def test_planned_forward_passes_learn_what_two_by_four_learns_on_unsloth(embedde
         assert per_step == 1 if budget == 100_000 else per_step >= 3
         assert loss == pytest.approx(loss_plain, rel=1e-2)
         cosine = torch.nn.functional.cosine_similarity(update, update_plain, dim=0).item()
-        assert cosine > 0.99 and update.norm() == pytest.approx(update_plain.norm().item(), rel=0.05), cosine
+        assert cosine > 0.99 and update.norm().item() == pytest.approx(update_plain.norm().item(), rel=0.05), cosine
 
 
 def test_unsloth_varlen_route_gives_the_per_segment_loss(embedded_model_dir, tmp_path):
