@@ -118,12 +118,17 @@ def varlen_causal(query: Any, key: Any, value: Any, cu_seqlens: Any, max_len: in
     return _FlashVarlen.apply(query, key, value, cu_seqlens, max_len, scale)
 
 
-def varlen_applies(query: Any, dropout: float) -> bool:
-    """Whether the flash varlen kernel computes this call: CUDA, half precision, no dropout."""
+def varlen_dtype(query: Any, dropout: float) -> Any:
+    """The half-precision dtype the flash varlen kernel computes this call in, or None where it does not
+    apply (CPU, fp32 outside autocast, dropout, heads wider than 256). Under autocast, the autocast dtype:
+    on a k-bit base, peft keeps the norms in fp32, so queries arrive in fp32 and SDPA would cast them."""
     import torch
 
-    return (query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0
-            and query.shape[-1] <= 256 and torch.backends.cuda.is_flash_attention_available())
+    if not query.is_cuda or dropout != 0.0 or query.shape[-1] > 256:
+        return None
+    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else query.dtype
+    half = dtype in (torch.bfloat16, torch.float16) and torch.backends.cuda.is_flash_attention_available()
+    return dtype if half else None
 
 
 def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
@@ -139,8 +144,9 @@ def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: A
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     bounds, cu_seqlens = layout
-    if varlen_applies(query, dropout):
-        rows = [tensor[0].transpose(0, 1) for tensor in (query, key, value)]  # (T, heads, D)
+    dtype = varlen_dtype(query, dropout)
+    if dtype is not None:
+        rows = [tensor[0].transpose(0, 1).to(dtype) for tensor in (query, key, value)]  # (T, heads, D)
         longest = max(end - start for start, end in bounds)
         return varlen_causal(*rows, cu_seqlens, longest, scaling)[None], None
     sdpa = torch.nn.functional.scaled_dot_product_attention

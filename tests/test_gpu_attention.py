@@ -48,29 +48,39 @@ def test_varlen_attention_is_each_examples_causal_attention(use_public):
         torch.testing.assert_close(grad.float(), expected.float(), atol=5e-2, rtol=5e-2)
 
 
-def test_hf_backend_varlen_gives_the_masked_loss_and_gradients(embedded_model_dir, tokenizer):
-    """The hf backend in bf16 on a padding-free batch: train.packed_attention per_example (one varlen call
-    a layer) against library (transformers' SDPA under the block-diagonal mask), in bf16 tolerance; the
-    same tokens as one sequence (the control) land far from both."""
+@pytest.mark.parametrize("quantization", ["none", "4bit"])
+def test_hf_backend_varlen_gives_the_masked_loss_and_gradients(embedded_model_dir, tokenizer, monkeypatch,
+                                                                quantization):
+    """The hf backend on a padding-free batch, under bf16 autocast as the trainer runs it (on a 4-bit base
+    peft keeps the norms in fp32, so the queries arrive in fp32): train.packed_attention per_example (one
+    varlen call a layer, counted) against library (transformers' SDPA under the block-diagonal mask), in
+    bf16 tolerance; the same tokens as one sequence (the control) land far from both."""
+    import lab.attention
     from lab.attention import attention_path
     from lab.backends import load_trainable_model
     from lab.runtime import resolve_runtime
 
+    calls = []
+    monkeypatch.setattr(lab.attention, "varlen_causal",
+                        lambda *args, **kwargs: calls.append(1) or varlen_causal(*args, **kwargs))
     results = {}
     for setting in ("per_example", "library"):
-        config = make_config({"train": {"backend": "hf", "quantization": "none", "packed_attention": setting}})
+        config = make_config({"train": {"backend": "hf", "quantization": quantization, "packed_attention": setting}})
         runtime = resolve_runtime(config.train)
         model, _ = load_trainable_model(embedded_model_dir, config, runtime)
         batch = {key: value.cuda() for key, value in _packed_batch(tokenizer).items()}
-        results[setting] = _loss_and_grads(model, batch)
-        results[setting + " path"] = attention_path(model, "hf", "cuda")
-        if setting == "library":
-            one_sequence = {**batch, "position_ids": torch.arange(batch["input_ids"].shape[1], device="cuda")[None]}
-            results["control"] = _loss_and_grads(model, one_sequence)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            results[setting] = _loss_and_grads(model, batch)
+            results[setting + " path"] = attention_path(model, "hf", "cuda")
+            if setting == "library":
+                one_sequence = {**batch, "position_ids": torch.arange(batch["input_ids"].shape[1], device="cuda")[None]}
+                results["control"] = _loss_and_grads(model, one_sequence)
+        if setting == "per_example":
+            assert len(calls) == model.config.num_hidden_layers  # every layer took the varlen route, once
         del model
         torch.cuda.empty_cache()
     (varlen_loss, varlen_grads), (masked_loss, masked_grads) = results["per_example"], results["library"]
-    print(results["per_example path"], varlen_loss, masked_loss, results["control"][0])
+    print(quantization, results["per_example path"], varlen_loss, masked_loss, results["control"][0])
     assert results["per_example path"] == "varlen (flash)"
     assert results["library path"] == "transformers sdpa (masked)"
     assert abs(varlen_loss - masked_loss) < 0.01 * masked_loss
