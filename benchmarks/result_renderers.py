@@ -71,7 +71,8 @@ def train_label(run: dict[str, Any]) -> str:
         mode = run.get("checkpointing_mode")
         checkpointing = f"checkpointing ({mode})" if mode else "checkpointing"
     split = f", passes of up to {run['micro_batch_tokens']:,} tokens (auto)" if run.get("micro_batch_tokens") else ""
-    return f"{backend}, {batching}, {checkpointing}{split}"
+    varlen = ", varlen attention" if "varlen" in (run.get("attention") or "") else ""
+    return f"{backend}, {batching}, {checkpointing}{split}{varlen}"
 
 
 def _step_spike(step_s: list[float] | None, untimed: int) -> str | None:

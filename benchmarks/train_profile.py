@@ -44,6 +44,7 @@ def profile_variant(backend: str, variant: str, model_dir: Path, seed: int, tabl
     from datasets import Dataset
     from transformers import TrainerCallback
 
+    from lab.attention import attention_path
     from lab.backends import load_trainable_model
     from lab.microbatch import plan_budget
     from lab.trainer import lab_trainer
@@ -74,6 +75,7 @@ def profile_variant(backend: str, variant: str, model_dir: Path, seed: int, tabl
                               train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[Window()])
         trainer.train()
     return _figures(profiler, marks, rows, backend, variant, tables) | trainer.micro_batches() | {
+        "attention": attention_path(model, backend, "cuda"),
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
 
 
