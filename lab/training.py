@@ -59,10 +59,14 @@ def sft_config(config: LabConfig, runtime: Runtime, output_dir: Path, validate: 
     # With a token budget the trainer collates each optimizer step's examples as one batch, which
     # lab.trainer splits into forward passes: the same examples per step, in the same order.
     whole_step = planned(train)
+    per_device = train.batch_size * plan.grad_accum_per_process if whole_step else train.batch_size
     return SFTConfig(
         output_dir=str(output_dir),
-        per_device_train_batch_size=train.batch_size * plan.grad_accum_per_process if whole_step else train.batch_size,
-        per_device_eval_batch_size=train.batch_size,
+        per_device_train_batch_size=per_device,
+        # On CPU, validation batches as large as a planned step's (fewer, larger products: 4 passes of 8
+        # take well under 16 of 2); on a GPU the lab's batch_size, since a token budget that fits a small
+        # GPU's training step need not fit a step's worth of examples' logits at once.
+        per_device_eval_batch_size=per_device if runtime.device == "cpu" else train.batch_size,
         gradient_accumulation_steps=1 if whole_step else plan.grad_accum_per_process,
         num_train_epochs=train.epochs,
         learning_rate=plan.lr,
