@@ -29,6 +29,9 @@ from typing import Any
 ATTENTION_NAME = "lab_packed_sdpa"
 _layout_cache: list[Any] = [None, None]  # [position_ids tensor, its layout]: one forward's layers share it
 _unsloth_shipped: dict[str, tuple[Any, bool]] = {}  # Unsloth's own varlen settings, before any change
+# The routes packed rows took in this process ("varlen", "per-example"): metrics record what ran, not what
+# the settings meant to run.
+routes_taken: set[str] = set()
 
 
 def example_bounds(position_ids: Any, length: int) -> list[tuple[int, int]] | None:
@@ -145,6 +148,7 @@ def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: A
                                       **kwargs)
     bounds, cu_seqlens = layout
     dtype = varlen_dtype(query, dropout)
+    routes_taken.add("varlen" if dtype is not None else "per-example")
     if dtype is not None:
         rows = [tensor[0].transpose(0, 1).to(dtype) for tensor in (query, key, value)]  # (T, heads, D)
         longest = max(end - start for start, end in bounds)
@@ -176,6 +180,7 @@ def _unsloth_varlen_attn(query: Any, key: Any, value: Any, cu_seq_q: Any, cu_seq
     """varlen_attn's signature over varlen_causal, for the calls Unsloth makes: causal, equal q/k cuts."""
     if tuple(window_size) != (-1, 0) or cu_seq_k is not cu_seq_q or max_q != max_k:
         raise NotImplementedError(f"varlen attention with window {window_size} or separate key cuts")
+    routes_taken.add("varlen")
     return varlen_causal(query, key, value, cu_seq_q, max_q, scale, use_public=False)
 
 
@@ -202,14 +207,20 @@ def use_unsloth_varlen(on: bool) -> bool:
 
 
 def attention_path(model: Any, backend: str, device: str) -> str:
-    """What computes a padding-free batch's attention, for metrics/train.json's `ran`."""
+    """What computed padding-free batches' attention, for metrics/train.json's `ran`: on the hf backend the
+    route packed rows took since the model loaded (lab.attention's), else what the settings select."""
+    taken = " + ".join(sorted(routes_taken))
     if backend == "unsloth":
         try:
             from unsloth.utils import attention_dispatch
         except ImportError:
             return "unsloth"
         varlen = getattr(attention_dispatch, "_TORCH_VARLEN_ATTN", None)
-        return "unsloth varlen (flash)" if varlen is not None else "unsloth per-example"
+        if varlen is None:
+            return "unsloth per-example"
+        return "unsloth varlen (flash)" if varlen is _unsloth_varlen_attn else "unsloth varlen (flash, its own)"
     if getattr(model.config, "_attn_implementation", None) != ATTENTION_NAME:
         return f"transformers {model.config._attn_implementation} (masked)"
+    if taken:
+        return {"varlen": "varlen (flash)", "per-example": "per-example sdpa"}.get(taken, taken)
     return "varlen (flash)" if device == "cuda" else "per-example sdpa"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab.attention import use_packed_attention, use_unsloth_varlen
+from lab.attention import routes_taken, use_packed_attention, use_unsloth_varlen
 from lab.config import LORA_PRESETS, LabConfig, LoraConfig
 from lab.distributed import local_rank, world_size
 from lab.errors import ConfigError
@@ -66,6 +66,7 @@ def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) ->
     problem = local_model_problem(base_dir)
     if problem:
         raise ConfigError(f"base model {base_dir} {problem}")
+    routes_taken.clear()  # what this model's packed rows take, for attention_path
     if runtime.backend == "unsloth":
         return _load_unsloth(base_dir, config, runtime)
     return _load_hf(base_dir, config, runtime)

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# Names the commit where the code runs outside a git checkout.
+# Names the commit of the code that runs, where git cannot: outside a git checkout, or in a copy of a
+# working tree beside a .git that is not its own. Set, it wins over what git says.
 COMMIT_VARIABLE = "LAB_GIT_COMMIT"
 # The libraries whose versions move a benchmark's figures; recorded where installed.
 RESULT_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth", "datasets",
@@ -85,12 +86,15 @@ def _git(args: list[str], where: Path) -> str | None:
 
 
 def git_revision(where: Path | str = ".") -> dict[str, Any] | None:
-    """The commit checked out where `where` lies and whether tracked files differ from it; outside
-    git, the commit named by LAB_GIT_COMMIT (a tree exported with `git archive` has no .git), else None."""
+    """The commit named by LAB_GIT_COMMIT where that is set (a tree exported with `git archive` has no
+    .git; a copied tree may sit beside a stale one); else the commit checked out where `where` lies and
+    whether tracked files differ from it; else None."""
+    named = os.environ.get(COMMIT_VARIABLE)
+    if named:
+        return {"commit": named, "uncommitted_changes": None, "from": COMMIT_VARIABLE}
     commit = _git(["rev-parse", "HEAD"], Path(where))
     if commit is None:
-        named = os.environ.get(COMMIT_VARIABLE)
-        return {"commit": named, "uncommitted_changes": None, "from": COMMIT_VARIABLE} if named else None
+        return None
     # Untracked files are left out: a result file being written is one of them.
     changes = _git(["status", "--porcelain", "--untracked-files=no"], Path(where))
     return {"commit": commit, "uncommitted_changes": bool(changes)}

@@ -37,7 +37,8 @@ def git(repo: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def test_git_revision_names_the_commit_and_uncommitted_changes(tmp_path: Path) -> None:
+def test_git_revision_names_the_commit_and_uncommitted_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(provenance.COMMIT_VARIABLE, raising=False)
     git(tmp_path, "init", "-q")
     (tmp_path / "tracked.txt").write_text("one\n")
     git(tmp_path, "add", "tracked.txt")
@@ -48,6 +49,9 @@ def test_git_revision_names_the_commit_and_uncommitted_changes(tmp_path: Path) -
     assert provenance.git_revision(tmp_path)["uncommitted_changes"] is False
     (tmp_path / "tracked.txt").write_text("two\n")
     assert provenance.git_revision(tmp_path) == {"commit": head, "uncommitted_changes": True}
+    monkeypatch.setenv(provenance.COMMIT_VARIABLE, "abc123")  # a copied tree beside a stale .git
+    assert provenance.git_revision(tmp_path) == {"commit": "abc123", "uncommitted_changes": None,
+                                                 "from": provenance.COMMIT_VARIABLE}
 
 
 def test_outside_git_the_commit_comes_from_the_environment_or_nowhere(tmp_path: Path,
