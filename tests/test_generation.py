@@ -67,6 +67,34 @@ def test_static_decoder_matches_transformers_generate(base_model, tokenizer):
     assert ref_timing["decoder"] == "generate"
 
 
+def test_prefill_groups_keep_padding_within_the_slack():
+    """One long prompt among short ones prefills alone; rows of similar lengths share a pass."""
+    assert static_decoder.prefill_groups([562, 288, 271, 249]) == [[0], [1, 2, 3]]
+    assert static_decoder.prefill_groups([30, 40, 35]) == [[1, 2, 0]]
+    for lengths in ([562, 288, 271, 249, 40, 39], [5, 500, 7, 300, 299, 1]):
+        groups = static_decoder.prefill_groups(lengths)
+        assert sorted(row for group in groups for row in group) == list(range(len(lengths)))
+        for group in groups:
+            width = max(lengths[row] for row in group)
+            assert len(group) == 1 or width * len(group) <= 1.3 * sum(lengths[row] for row in group)
+
+
+def test_prefilling_in_groups_changes_no_token(base_model, tokenizer, monkeypatch):
+    """A batch whose long prompt prefills apart from the short ones (its rows' keys and values copied into
+    one cache) continues every row as one padded prefill does, and as transformers' generate."""
+    conversations = [CONVERSATIONS[1]] + UNEVEN  # one ~80-token prompt, four short ones
+    prompts = encode_prompts(tokenizer, conversations, max_input_tokens=1024)
+    assert len(static_decoder.prefill_groups([len(p["input_ids"]) for p in prompts])) > 1
+
+    def decode(how: str) -> list[dict]:
+        return generate(base_model, tokenizer, conversations, batch_size=5, max_new_tokens=16, max_input_tokens=1024,
+                        decode=how, cuda_graph=False)[0]
+
+    grouped = decode("static")
+    monkeypatch.setattr(static_decoder, "_PREFILL_PAD_SLACK", 1e9)  # one group: the whole batch at once
+    assert grouped == decode("static") == decode("generate")
+
+
 # On the embedded model these rows stop after 1, 6 and 9 new tokens, the last runs past 24: stepping
 # eagerly, the first two leave the batch at the check after step 8, the third at the one after step 16.
 UNEVEN = [[{"role": "user", "content": "Reply with one word: yes or no. Is the sky blue?"}],
