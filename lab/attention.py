@@ -22,6 +22,7 @@ install does.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -61,20 +62,11 @@ def _row_layout(position_ids: Any, length: int) -> tuple[list[tuple[int, int]], 
     return layout
 
 
-class _FlashVarlen:
+@functools.cache
+def _flash_varlen() -> Any:
     """Causal variable-length flash attention through aten's flash operators (what varlen_attn wraps),
-    for PyTorch whose varlen_attn takes no `enable_gqa`; the kernel itself handles grouped queries."""
-
-    _function: Any = None
-
-    @classmethod
-    def apply(cls, *args: Any) -> Any:
-        if cls._function is None:
-            cls._function = _make_flash_function()
-        return cls._function.apply(*args)
-
-
-def _make_flash_function() -> Any:
+    for PyTorch whose varlen_attn takes no `enable_gqa`; the kernel itself handles grouped queries.
+    Built on first use: this module is imported before torch may be."""
     import torch
 
     class FlashVarlen(torch.autograd.Function):
@@ -97,6 +89,7 @@ def _make_flash_function() -> Any:
     return FlashVarlen
 
 
+@functools.cache
 def public_varlen() -> Any:
     """PyTorch's varlen_attn where it takes grouped-query attention (2.12+), else None."""
     try:
@@ -118,7 +111,7 @@ def varlen_causal(query: Any, key: Any, value: Any, cu_seqlens: Any, max_len: in
     if public is not None:
         return public(query, key, value, cu_seqlens, cu_seqlens, max_len, max_len, scale=scale,
                       window_size=(-1, 0), enable_gqa=key.shape[1] != query.shape[1])
-    return _FlashVarlen.apply(query, key, value, cu_seqlens, max_len, scale)
+    return _flash_varlen().apply(query, key, value, cu_seqlens, max_len, scale)
 
 
 def varlen_dtype(query: Any, dropout: float) -> Any:
