@@ -124,9 +124,14 @@ def prefill_groups(lengths: list[int]) -> list[list[int]]:
     return groups
 
 
+def _positions(real: Any) -> Any:
+    """Position ids of left-padded rows as transformers' generate numbers them (pads get 1)."""
+    return (real.long().cumsum(-1) - 1).masked_fill(~real, 1)
+
+
 def _prefill_rows(model: Any, ids: Any, real: Any, length: int) -> tuple[Any, Any, Any]:
     """Left-padded rows through the model into a fresh static cache of `length` slots: the cache, the
-    rows' position ids (as transformers' generate numbers them: pads get 1) and the last logits."""
+    rows' position ids (_positions) and the last logits."""
     import torch
     from transformers import StaticCache
 
@@ -134,7 +139,7 @@ def _prefill_rows(model: Any, ids: Any, real: Any, length: int) -> tuple[Any, An
     slots = torch.arange(length, device=ids.device)
     key_ok = torch.zeros(ids.shape[0], length, dtype=torch.bool, device=ids.device)
     key_ok[:, :width] = real
-    positions = (real.long().cumsum(-1) - 1).masked_fill(~real, 1)
+    positions = _positions(real)
     causal = slots[None, :width, None] >= slots[None, None, :]  # [1, query, key]
     # A pad query sees only itself, so no attention row is empty (an empty one would give NaN keys).
     prefill_mask = (causal & (key_ok[:, None, :] | (slots[:width, None] == slots[None, :])[None]))[:, None]
@@ -187,7 +192,7 @@ def _prefill(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: list[i
         cache, positions, logits = _prefill_rows(model, ids, real, length)
     else:
         cache, logits = _ragged_prefill(model, ids, real, length, groups)
-        positions = (real.long().cumsum(-1) - 1).masked_fill(~real, 1)
+        positions = _positions(real)
     first = logits.argmax(-1)
     stop_ids = torch.tensor(stops or [-1], device=device)
     tokens = torch.empty(rows, max_new_tokens, dtype=torch.long, device=device)
