@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from result_renderers import (  # benchmarks/, beside this script
     machine_text,
+    render_cpu_allocator,
     render_dedup,
     render_eval_throughput,
     render_experiment,
@@ -70,6 +71,7 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "multi_gpu": ("python benchmarks/multi_gpu.py --base DIR --data FILE --processes 1 2 4", render_multi_gpu),
     "rehearsal": ("python benchmarks/rehearsal.py --base DIR --data FILE --out benchmarks/results/rehearsal.json",
                   render_rehearsal),
+    "cpu_allocator": ("python benchmarks/cpu_allocator.py --rounds 3", render_cpu_allocator),
     "data_experiment": ("python benchmarks/experiment_vs_baseline.py --set data.filters.min_answer_words=12 "
                         "--out benchmarks/results/data_experiment.json", render_experiment),
 }

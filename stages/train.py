@@ -15,6 +15,7 @@ from pathlib import Path
 from lab.cli import run_stage
 from lab.config import load_config
 from lab.distributed import is_main_process, launched, pin_one_gpu, relaunch, resolve_processes
+from lab.host_memory import keep_freed_memory
 from lab.io import read_jsonl, staged_outputs, write_json
 from lab.reproducibility import save_adapter
 from lab.training import fine_tune
@@ -32,6 +33,7 @@ def main() -> None:
                         help="output kept between runs: checkpoints that a rerun with the same params resumes from")
     parser.add_argument("--metrics", type=Path, required=True, help="output: train metrics (.json)")
     args = parser.parse_args()
+    keep_freed_memory()  # activations are reallocated every pass: keep their pages mapped (lab/host_memory.py)
     config = load_config()
     processes = resolve_processes(config.train)
     if processes > 1 and not launched():
