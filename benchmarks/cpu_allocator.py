@@ -2,13 +2,13 @@
 
 usage: python benchmarks/cpu_allocator.py [--steps 8] [--rounds 2] [--out benchmarks/results/cpu_allocator.json]
 
-Each run is a fresh process training the embedded default the train stage's way (params.yaml, the
-pipeline's models/base and data/train.jsonl: run `dvc repro` first) for --steps optimizer steps, with
-glibc's default allocator policy ("default") or with freed memory kept mapped ("keep_freed"). The two
-alternate, --rounds times each, so that a machine whose speed drifts during the benchmark weighs on
-both alike. The same seed and data make every run do the same work. Per run: the seconds of the steps
-after the first (whose one-off costs both pay), minor page faults, system and user CPU seconds, and
-the peak resident memory.
+Each run is a fresh process training the embedded default through the train stage's own trainer
+(lab.training.run_training; params.yaml, the pipeline's models/base and data/train.jsonl: run `dvc
+repro` first) for --steps optimizer steps, with glibc's default allocator policy ("default") or with
+freed memory kept mapped ("keep_freed"). The two alternate, --rounds times each, so that a machine
+whose speed drifts during the benchmark weighs on both alike. The same seed and data make every run
+do the same work. Per run: the seconds of the steps after the first (whose one-off costs both pay),
+minor page faults, system and user CPU seconds, and the peak resident memory.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,13 @@ def train_steps(policy: str, steps: int) -> dict[str, Any]:
     from lab.host_memory import keep_freed_memory
 
     applied = keep_freed_memory() if policy == "keep_freed" else False
-    from datasets import Dataset
     from transformers import TrainerCallback
 
     from lab.backends import load_trainable_model
     from lab.config import load_config
     from lab.io import read_jsonl
-    from lab.microbatch import plan_budget
     from lab.runtime import resolve_runtime
-    from lab.trainer import lab_trainer
-    from lab.training import sft_config, tokenize_splits
+    from lab.training import run_training, tokenize_splits
 
     config = load_config()
     runtime = resolve_runtime(config.train)
@@ -57,10 +55,9 @@ def train_steps(policy: str, steps: int) -> dict[str, Any]:
             ends.append(time.perf_counter())
             control.should_training_stop = state.global_step >= steps
 
-    trainer = lab_trainer(plan_budget(config.train, model, runtime), model=model,
-                          args=sft_config(config, runtime, Path("/tmp/cpu_allocator_checkpoints"), resumable=False),
-                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[StopAfter()])
-    trainer.train()
+    with tempfile.TemporaryDirectory() as checkpoints:  # the train stage's trainer, checkpoints and all
+        run_training(model, tokenizer, rows, [], config, runtime, Path(checkpoints), callbacks=[StopAfter()],
+                     resume_from=None)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     step_s = [round(b - a, 2) for a, b in zip(ends, ends[1:], strict=False)]
     return {"policy": policy, "applied": applied, "step_s": step_s,
