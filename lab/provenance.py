@@ -20,6 +20,9 @@ RESULT_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsan
                    "dvc")
 # CPU vector extensions that decide which kernels torch runs on a CPU (bf16 ones above all).
 VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+# Variables that cap the instruction set torch's own kernels, oneDNN and MKL use below what the CPU
+# has: set, they make a machine measure like an older one, so a result records them.
+ISA_LIMIT_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str | None]:
@@ -58,7 +61,8 @@ def _read_cpuinfo() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """The machine a figure was measured on: CPU, cores, memory, Python, torch, GPU where CUDA is."""
+    """The machine a figure was measured on: CPU, cores, memory, Python, torch and the vector
+    kernels it chose (with any ISA_LIMIT_VARIABLES that capped them), GPU where CUDA is."""
     info: dict[str, Any] = {
         **cpu_description(_read_cpuinfo()),
         "cores": os.cpu_count(),
@@ -70,7 +74,11 @@ def machine_info() -> dict[str, Any]:
         import torch
     except ImportError:
         return info
-    info |= {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    info |= {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    limits = {name: os.environ[name] for name in ISA_LIMIT_VARIABLES if name in os.environ}
+    if limits:
+        info["isa_limits"] = limits
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda

@@ -30,6 +30,15 @@ def test_machine_info_describes_this_machine() -> None:
     info = provenance.machine_info()
     assert {"cpu", "vector_extensions", "cores", "memory_gib", "python", "platform", "torch"} <= set(info)
     assert info["cores"] >= 1 and info["memory_gib"] > 0
+    assert info["torch_cpu_capability"] in {"DEFAULT", "NO AVX", "AVX2", "AVX512", "VSX", "Z VECTOR", "SVE256"}
+
+
+def test_machine_info_records_a_capped_instruction_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in provenance.ISA_LIMIT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert "isa_limits" not in provenance.machine_info()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert provenance.machine_info()["isa_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def git(repo: Path, *args: str) -> str:
