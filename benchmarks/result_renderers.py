@@ -15,13 +15,17 @@ def percent(share: float | None) -> str:
 
 
 def machine_text(machine: dict[str, Any]) -> str:
-    """One line: GPU (if any), CPU with its vector extensions, cores, memory, Python and torch."""
+    """One line: GPU (if any), CPU with its vector extensions (and the cap on them, if one was set),
+    cores, memory, Python and torch."""
     parts = []
     if machine.get("gpu"):
         parts.append(machine["gpu"] + (f" (CUDA {machine['cuda']})" if machine.get("cuda") else ""))
     extensions = ", ".join(machine.get("vector_extensions", []))
-    parts += [f"{machine['cpu']}{f' ({extensions})' if extensions else ''}, {machine['cores']} cores, "
-              f"{machine['memory_gib']} GiB", f"Python {machine['python']}",
+    cpu = f"{machine['cpu']}{f' ({extensions})' if extensions else ''}"
+    if machine.get("isa_limits"):
+        limits = ", ".join(f"{name}={value}" for name, value in machine["isa_limits"].items())
+        cpu += f" capped to {machine.get('torch_cpu_capability', 'fewer')} kernels ({limits})"
+    parts += [f"{cpu}, {machine['cores']} cores, {machine['memory_gib']} GiB", f"Python {machine['python']}",
               f"torch {machine.get('torch', 'not installed')}"]
     return "; ".join(parts)
 

@@ -69,6 +69,14 @@ def test_pipeline_block_shows_stages_total_speed_cpu_and_revision(tmp_path: Path
     assert "uncommitted" not in body
 
 
+def test_a_capped_instruction_set_is_named_beside_the_cpu(tmp_path: Path) -> None:
+    result = pipeline_result()
+    result["machine"] |= {"torch_cpu_capability": "AVX2", "isa_limits": {"ATEN_CPU_CAPABILITY": "avx2"}}
+    write(tmp_path / "pipeline_cpu.json", result)
+    body = rf.render_block("pipeline", tmp_path)
+    assert "Test CPU 9000 (avx2, avx512f) capped to AVX2 kernels (ATEN_CPU_CAPABILITY=avx2), 2 cores" in body
+
+
 def test_another_machines_file_is_rendered_beside(tmp_path: Path) -> None:
     write(tmp_path / "pipeline_cpu.json", pipeline_result())
     write(tmp_path / "pipeline_gpu.json", {**pipeline_result(), "total_seconds": 99.5})
