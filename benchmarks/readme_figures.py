@@ -25,6 +25,7 @@ from result_renderers import (  # benchmarks/, beside this script
     machine_text,
     render_cpu_allocator,
     render_dedup,
+    render_eval_cpu,
     render_eval_throughput,
     render_experiment,
     render_multi_gpu,
@@ -72,6 +73,7 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "rehearsal": ("python benchmarks/rehearsal.py --base DIR --data FILE --out benchmarks/results/rehearsal.json",
                   render_rehearsal),
     "cpu_allocator": ("python benchmarks/cpu_allocator.py --rounds 3", render_cpu_allocator),
+    "eval_cpu": ("python benchmarks/eval_cpu.py", render_eval_cpu),
     "data_experiment": ("python benchmarks/experiment_vs_baseline.py --set data.filters.min_answer_words=12 "
                         "--out benchmarks/results/data_experiment.json", render_experiment),
 }

@@ -273,3 +273,18 @@ def render_cpu_allocator(result: dict[str, Any]) -> str:
             f"**{result['summary']['speedup_keep_freed']:.2f}×**.\n\n"
             + table(["Allocator policy", "Timed steps (s)", "Minor page faults", "System CPU (s)", "Peak RSS (GiB)"],
                     rows))
+
+
+def render_eval_cpu(result: dict[str, Any]) -> str:
+    """Median generation seconds per decode-attention variant and batch size, and whether every run
+    produced the same predictions."""
+    labels = {"spans": "each row's span (the lab's)", "whole_cache": "the whole cache"}
+    medians = result["median_seconds"]
+    batch_sizes = sorted({int(key.split("@")[1]) for key in medians}, reverse=True)
+    rows = [[labels[name], *[number(medians[f"{name}@{size}"]) for size in batch_sizes]] for name in labels]
+    same = ("The predictions were identical in every run." if result["identical_predictions"] else
+            "**The predictions differed between runs.**")
+    return (f"{result['examples']} eval prompts, {result['new_tokens']:,} new tokens (at most "
+            f"{result['max_new_tokens']} each), median seconds over {len(next(iter(result['seconds'].values())))} "
+            f"alternating rounds. {same}\n\n"
+            + table(["Decode attention over", *[f"batch {size}" for size in batch_sizes]], rows))

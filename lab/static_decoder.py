@@ -3,20 +3,23 @@
 transformers' `generate` launches ~1,000 small kernels from Python per new token; at the lab's
 batch sizes that launch overhead, not the GPU, sets the pace. Here the KV cache is preallocated,
 every decode step only updates fixed buffers in place, so one step is captured as a CUDA graph
-and replayed for every further token. Grouped-query attention reads the cached keys and values in
-place instead of copying them once per query head (transformers' SDPA path copies them whenever
-there is a padding mask). No compilation: the capture costs about one decode step. On CPU the same
-loop runs eagerly, which is how the tests pin it token for token against `generate`. Stepping
-eagerly, rows that have stopped leave the batch as it goes (part of an eager step's cost grows with
-its rows; a captured graph's buffers are fixed, so there every row runs to the batch's end).
+and replayed for every further token. Attention (lab.static_attention) reads the cached keys and
+values in place instead of copying them once per query head (transformers' SDPA path copies them
+whenever there is a padding mask). No compilation: the capture costs about one decode step. On CPU
+the same loop runs eagerly, which is how the tests pin it token for token against `generate`.
+Stepping eagerly, rows that have stopped leave the batch as it goes, and each run of rows attends
+over only the cache slots its prompts and the tokens so far fill (part of an eager step's cost grows
+with its rows and their keys; a captured graph's buffers are fixed, so there every row runs to the
+batch's end over the whole cache).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from lab.static_attention import DecodeSpans, row_runs, static_attention
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,6 @@ _SHRINK_AT_DONE_SHARE = 0.25
 # A batch's prompts are prefilled in groups whose padded positions stay within this factor of their real
 # tokens (prefill_groups): a group costs one more forward pass of fixed overhead, a pad costs a token's compute.
 _PREFILL_PAD_SLACK = 1.3
-_ATTENTION_NAME = "lab_static_gqa_sdpa"
 
 
 def static_decoder_unsupported(model: Any) -> str | None:
@@ -57,40 +59,6 @@ def static_decoder_unsupported(model: Any) -> str | None:
     return None
 
 
-def _gqa_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
-              scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
-    """SDPA for the static decoder. A one-token decode step folds each key/value head's group of
-    query heads into the query-length axis, so the cache is read in place; everything else (the
-    prefill) is transformers' own SDPA path."""
-    import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    batch, heads, q_len, dim = query.shape
-    kv_heads = key.shape[1]
-    if q_len != 1 or attention_mask is None or attention_mask.ndim != 4 or heads % kv_heads:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
-    # Query head h attends with key/value head h // group (transformers' repeat_kv order).
-    folded = query.reshape(batch, kv_heads, heads // kv_heads, dim)
-    mask = attention_mask[:, :, :, : key.shape[2]]  # [batch, 1, 1, keys]: broadcast over heads and the group
-    out = torch.nn.functional.scaled_dot_product_attention(folded, key, value, attn_mask=mask, scale=scaling)
-    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
-
-
-@contextlib.contextmanager
-def _static_attention(model: Any):
-    """Route the model's attention through _gqa_sdpa for the duration, then restore it."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(_ATTENTION_NAME, _gqa_sdpa)
-    previous = model.config._attn_implementation
-    model.config._attn_implementation = _ATTENTION_NAME
-    try:
-        yield
-    finally:
-        model.config._attn_implementation = previous
-
-
 @dataclass
 class _DecodeState:
     """The fixed buffers one decode step reads and updates in place (what makes it graph-capturable)."""
@@ -104,6 +72,9 @@ class _DecodeState:
     slot: Any  # [1] its cache slot
     step_index: Any  # [1] its column in `tokens`
     stop_ids: Any
+    width: int  # the prompts' width: the first new token's cache slot
+    first_slots: list[int]  # each row's first real cache slot (its prompt's, left-padded)
+    runs: tuple[tuple[int, int, int], ...]  # row_runs(first_slots): what eager steps attend over
 
 
 def prefill_groups(lengths: list[int]) -> list[list[int]]:
@@ -197,19 +168,22 @@ def _prefill(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: list[i
     stop_ids = torch.tensor(stops or [-1], device=device)
     tokens = torch.empty(rows, max_new_tokens, dtype=torch.long, device=device)
     tokens[:, 0] = first
+    first_slots = [width - length for length in real.sum(-1).tolist()]
     return _DecodeState(cache=cache, key_ok=key_ok, tokens=tokens, done=torch.isin(first, stop_ids),
                         current=first[:, None].clone(), position=positions[:, -1:] + 1,
                         slot=torch.tensor([width], device=device), step_index=torch.tensor([1], device=device),
-                        stop_ids=stop_ids)
+                        stop_ids=stop_ids, width=width, first_slots=first_slots, runs=row_runs(first_slots))
 
 
-def _step(model: Any, state: _DecodeState) -> None:
-    """One decode step; only in-place updates of fixed buffers, so it can be graph-captured."""
+def _step(model: Any, state: _DecodeState, spans: DecodeSpans | None = None) -> None:
+    """One decode step; only in-place updates of fixed buffers, so it can be graph-captured (without
+    `spans`, which eager steps pass: lab.static_attention)."""
     import torch
 
     state.key_ok.index_fill_(1, state.slot, True)
     logits = model(input_ids=state.current, attention_mask=state.key_ok[:, None, None, :],
-                   position_ids=state.position, past_key_values=state.cache, use_cache=True).logits
+                   position_ids=state.position, past_key_values=state.cache, use_cache=True,
+                   **({"decode_spans": spans} if spans is not None else {})).logits
     chosen = logits[:, -1].argmax(-1)
     state.tokens.index_copy_(1, state.step_index, chosen[:, None])
     state.done.logical_or_(torch.isin(chosen, state.stop_ids))
@@ -255,6 +229,8 @@ def _drop_finished(state: _DecodeState, original: Any, ran: int, out: list[list[
     state.cache.reorder_cache(active)
     for name in ("key_ok", "tokens", "done", "current", "position"):
         setattr(state, name, getattr(state, name).index_select(0, active))
+    state.first_slots = [state.first_slots[row] for row in active.tolist()]
+    state.runs = row_runs(state.first_slots)
     return original[active]
 
 
@@ -274,7 +250,8 @@ def _decode_eagerly(model: Any, state: _DecodeState, ran: int, max_new_tokens: i
                 break
             if stopped >= _SHRINK_AT_DONE_SHARE * len(original):
                 original = _drop_finished(state, original, ran, out)
-        _step(model, state)
+        # The step writes slot width + ran - 1 (the prefill gave token 0): keys up to it are written.
+        _step(model, state, DecodeSpans(state.runs, end=state.width + ran))
         ran += 1
     for row, tokens in zip(original.tolist(), state.tokens[:, :ran].tolist(), strict=True):
         out[row] = tokens
@@ -302,7 +279,7 @@ def static_batch(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: li
     that stopped early may come back shorter than the rest (though never before its stop token)."""
     import torch
 
-    with torch.inference_mode(), _static_attention(model):
+    with torch.inference_mode(), static_attention(model):
         state = _prefill(model, ids, mask, max_new_tokens, stops)
         ran, graph = 1, None
         if max_new_tokens > 2 and cuda_graph and model.device.type == "cuda":

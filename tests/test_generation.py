@@ -3,6 +3,7 @@
 import pytest
 
 import lab.generation as generation
+import lab.static_attention as static_attention
 import lab.static_decoder as static_decoder
 from lab.errors import ConfigError
 from lab.generation import encode_prompts, generate, resolve_decoder, stop_token_ids
@@ -93,6 +94,52 @@ def test_prefilling_in_groups_changes_no_token(base_model, tokenizer, monkeypatc
     grouped = decode("static")
     monkeypatch.setattr(static_decoder, "_PREFILL_PAD_SLACK", 1e9)  # one group: the whole batch at once
     assert grouped == decode("static") == decode("generate")
+
+
+def test_row_runs_cover_every_row_and_keep_their_padding_within_the_limit():
+    """Decode attention runs: contiguous rows whose window's first slot pads them by at most
+    _SPLIT_AT_PAD_SLOTS in all; a row whose own prompt would pad the run more starts a new one."""
+    limit = static_attention._SPLIT_AT_PAD_SLOTS
+    assert static_attention.row_runs([0, limit + 44, limit + 54, limit + 64]) == ((0, 1, 0), (1, 4, limit + 44))
+    assert static_attention.row_runs([5, 0]) == ((0, 2, 0),)  # out of order: the run starts at the earliest
+    assert static_attention.row_runs([limit + 1, 0]) == ((0, 1, limit + 1), (1, 2, 0))
+    assert static_attention.row_runs([]) == ()
+    for slots in ([0, 10, 300, 301, 302, 900, 900, 950], [7, 3, 700, 0, 512, 511]):
+        runs = static_attention.row_runs(slots)
+        assert [top for top, _, _ in runs] == [0] + [bottom for _, bottom, _ in runs[:-1]]
+        assert runs[-1][1] == len(slots)
+        for top, bottom, first in runs:
+            assert first == min(slots[top:bottom])
+            assert bottom - top == 1 or sum(slot - first for slot in slots[top:bottom]) <= limit
+
+
+def test_decode_attention_over_row_runs_changes_no_token(base_model, tokenizer, monkeypatch):
+    """Each run of rows attending over its own window of the cache (as many runs as rows here, a
+    single one, or the whole cache as before) continues every row alike, and as transformers'
+    generate does."""
+    conversations = [CONVERSATIONS[1]] + UNEVEN
+    runs_seen: list[int] = []
+
+    def recorded_runs(first_slots, runs=static_attention.row_runs):
+        found = runs(first_slots)
+        runs_seen.append(len(found))
+        return found
+
+    monkeypatch.setattr(static_decoder, "row_runs", recorded_runs)
+
+    def decode(how: str = "static") -> list[dict]:
+        return generate(base_model, tokenizer, conversations, batch_size=5, max_new_tokens=16, max_input_tokens=1024,
+                        decode=how, cuda_graph=False)[0]
+
+    monkeypatch.setattr(static_attention, "_SPLIT_AT_PAD_SLOTS", 0)
+    split = decode()
+    assert max(runs_seen) > 2
+    monkeypatch.setattr(static_attention, "_SPLIT_AT_PAD_SLOTS", 10**9)
+    runs_seen.clear()
+    single = decode()
+    assert set(runs_seen) == {1}
+    monkeypatch.setattr(static_decoder, "DecodeSpans", lambda runs, end: None)  # the whole cache, every step
+    assert split == single == decode() == decode("generate")
 
 
 # On the embedded model these rows stop after 1, 6 and 9 new tokens, the last runs past 24: stepping

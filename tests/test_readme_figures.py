@@ -220,3 +220,18 @@ def test_experiment_block_shows_the_metrics_diff_and_the_paired_gain(tmp_path: P
     assert "| `rougeL.difference` | 0.0395 | 0.0548 | +0.0153 |" in body and "train_seconds" not in body
     assert "| rougeL | +0.0153 [-0.0100, +0.0400] | 0.250 |" in body and "(95% bootstrap interval" in body
     assert "No metric's interval excludes zero" in body
+
+
+def test_eval_cpu_block_shows_each_variant_per_batch_size_and_whether_predictions_matched(tmp_path: Path) -> None:
+    seconds = {"spans@16": [70.0, 72.0], "whole_cache@16": [75.0, 77.0], "spans@64": [40.0, 42.0],
+               "whole_cache@64": [50.0, 52.0]}
+    result = {**header("benchmarks/eval_cpu.py"), "examples": 64, "new_tokens": 3671, "max_new_tokens": 96,
+              "seconds": seconds, "median_seconds": {key: sum(v) / 2 for key, v in seconds.items()},
+              "identical_predictions": True}
+    write(tmp_path / "eval_cpu.json", result)
+    body = rf.render_block("eval_cpu", tmp_path)
+    assert "| Decode attention over | batch 64 | batch 16 |" in body
+    assert "| each row's span (the lab's) | 41.0 | 71.0 |" in body and "| the whole cache | 51.0 | 76.0 |" in body
+    assert "identical in every run" in body and "over 2 alternating rounds" in body
+    write(tmp_path / "eval_cpu.json", {**result, "identical_predictions": False})
+    assert "**The predictions differed between runs.**" in rf.render_block("eval_cpu", tmp_path)
