@@ -41,13 +41,14 @@ def train_steps(policy: str, steps: int) -> dict[str, Any]:
     from lab.backends import load_trainable_model
     from lab.config import load_config
     from lab.io import read_jsonl
+    from lab.pipeline_files import stage_flag_path
     from lab.runtime import resolve_runtime
     from lab.training import run_training, tokenize_splits
 
     config = load_config()
     runtime = resolve_runtime(config.train)
-    model, tokenizer = load_trainable_model(Path("models/base"), config, runtime)
-    rows, _, _ = tokenize_splits(tokenizer, read_jsonl(Path("data/train.jsonl")), [], config.train)
+    model, tokenizer = load_trainable_model(stage_flag_path("train", "--base"), config, runtime)
+    rows, _, _ = tokenize_splits(tokenizer, read_jsonl(stage_flag_path("train", "--train-file")), [], config.train)
     ends: list[float] = []
 
     class StopAfter(TrainerCallback):

@@ -3,8 +3,8 @@ span of the KV cache against the whole cache.
 
 usage: python benchmarks/eval_cpu.py [--batch-sizes 16 64] [--rounds 2] [--out benchmarks/results/eval_cpu.json]
 
-The fine-tuned model as evaluate_finetuned loads it (models/base with models/adapter merged) greedily
-continues the eval sample (data/eval.jsonl) with params.yaml's evaluate settings except the batch
+The fine-tuned model as evaluate_finetuned loads it (its base with the adapter merged, paths from
+dvc.yaml) greedily continues the eval sample with params.yaml's evaluate settings except the batch
 size: run `dvc repro` first. Variants, in one process, alternating round by round so that a machine
 whose speed drifts weighs on all alike:
 
@@ -54,11 +54,14 @@ def measure(batch_sizes: list[int], rounds: int) -> dict[str, Any]:
     from lab.host_memory import keep_freed_memory
     from lab.io import read_jsonl
     from lab.modeling import load_for_inference
+    from lab.pipeline_files import stage_flag_path
 
     keep_freed_memory()  # as the evaluate stage does
     ev = load_config().evaluate
-    model, tokenizer = load_for_inference(Path("models/base"), Path("models/adapter"), "cpu")
-    conversations = [example["input"] for example in read_jsonl(Path("data/eval.jsonl"))]
+    base, adapter, eval_file = (stage_flag_path("evaluate_finetuned", flag)
+                                for flag in ("--base", "--adapter", "--eval-file"))
+    model, tokenizer = load_for_inference(base, adapter, "cpu")
+    conversations = [example["input"] for example in read_jsonl(eval_file)]
     runs: dict[str, list[float]] = {}
     reference, same, new_tokens = None, True, None
     for _ in range(rounds):
