@@ -1,9 +1,9 @@
-"""What glibc's default handling of freed memory costs CPU training, against lab/host_memory.py's policy.
+"""What glibc's default handling of freed memory costs CPU training, against lab/core/host_memory.py's policy.
 
 usage: python benchmarks/cpu_allocator.py [--steps 8] [--rounds 2] [--out benchmarks/results/cpu_allocator.json]
 
 Each run is a fresh process training the embedded default through the train stage's own trainer
-(lab.training.run_training; params.yaml, the pipeline's models/base and data/train.jsonl: run `dvc
+(lab.train.fine_tune.run_training; params.yaml, the pipeline's models/base and data/train.jsonl: run `dvc
 repro` first) for --steps optimizer steps, with glibc's default allocator policy ("default") or with
 freed memory kept mapped ("keep_freed"). The two alternate, --rounds times each, so that a machine
 whose speed drifts during the benchmark weighs on both alike. The same seed and data make every run
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.io import write_json
-from lab.provenance import result_header
+from lab.core.io import write_json
+from lab.core.provenance import result_header
 
 POLICIES = ("default", "keep_freed")
 
@@ -33,17 +33,17 @@ def train_steps(policy: str, steps: int) -> dict[str, Any]:
     """Train `steps` optimizer steps in this process under `policy`; the timed steps and the process's usage."""
     import resource
 
-    from lab.host_memory import keep_freed_memory
+    from lab.core.host_memory import keep_freed_memory
 
     applied = keep_freed_memory() if policy == "keep_freed" else False
     from transformers import TrainerCallback
 
-    from lab.backends import load_trainable_model
-    from lab.config import load_config
-    from lab.io import read_jsonl
-    from lab.pipeline_files import stage_flag_path
-    from lab.runtime import resolve_runtime
-    from lab.training import run_training, tokenize_splits
+    from lab.core.config import load_config
+    from lab.core.io import read_jsonl
+    from lab.core.pipeline_files import stage_flag_path
+    from lab.model.runtime import resolve_runtime
+    from lab.train.backends import load_trainable_model
+    from lab.train.fine_tune import run_training, tokenize_splits
 
     config = load_config()
     runtime = resolve_runtime(config.train)
@@ -99,7 +99,7 @@ def main() -> None:
         print("RESULT " + json.dumps(train_steps(args.worker, args.steps)))
         return
     header = result_header(__file__, "CPU training steps under glibc's default allocator policy and with "
-                                     "freed memory kept mapped (lab/host_memory.py), alternating fresh processes")
+                                     "freed memory kept mapped (lab/core/host_memory.py), alternating fresh processes")
     runs = [run(policy, args.steps) for _ in range(args.rounds) for policy in POLICIES]
     write_json(args.out, {**header, "steps": args.steps, "timed_steps": args.steps - 1, "runs": runs,
                           "summary": summary(runs)})

@@ -1,4 +1,4 @@
-"""Exact and near-duplicate removal (lab.dedup) on 100,000 FineTome-sized conversations.
+"""Exact and near-duplicate removal (lab.data.dedup) on 100,000 FineTome-sized conversations.
 
 usage: python benchmarks/dedup.py --out benchmarks/results/dedup.json [--rows 100000]
        [--threshold 0.65] [--num-perm 128] [--shingle-words 2]
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from lab.dedup import exact_duplicates, near_duplicate_pairs, normalized_text
-from lab.io import write_json
-from lab.provenance import result_header
+from lab.core.io import write_json
+from lab.core.provenance import result_header
+from lab.data.dedup import exact_duplicates, near_duplicate_pairs, normalized_text
 
 VOCABULARY, ZIPF_EXPONENT = 20_000, 1.0
 QUESTION_WORDS, ANSWER_WORDS, SENTENCE_WORDS = (20, 60), (150, 250), (8, 20)
@@ -217,7 +217,7 @@ def main() -> None:
     parser.add_argument("--shingle-words", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    header = result_header(__file__, "exact + near-duplicate removal (lab.dedup) of synthetic FineTome-sized "
+    header = result_header(__file__, "exact + near-duplicate removal (lab.data.dedup) of synthetic FineTome-sized "
                                      "conversations: seconds, peak memory, recall and precision on planted copies")
     started = time.perf_counter()
     conversations, planted = generate(args.rows, args.exact_copies, args.near_copies, args.seed)

@@ -9,7 +9,7 @@ size: run `dvc repro` first. Variants, in one process, alternating round by roun
 whose speed drifts weighs on all alike:
 
 - `spans`: the static decoder as the stage runs it, each run of rows attending over only the cache
-  slots its prompts and the tokens so far fill (lab/static_attention.py);
+  slots its prompts and the tokens so far fill (lab/eval/span_attention.py);
 - `whole_cache`: every decode step attending over the batch's whole cache (as before spans).
 
 Every variant must produce the same predictions; the result records whether they did.
@@ -25,17 +25,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lab.io import write_json
-from lab.provenance import result_header
+from lab.core.io import write_json
+from lab.core.provenance import result_header
 
 VARIANTS = ("spans", "whole_cache")
 
 
 @contextlib.contextmanager
 def variant(name: str) -> Iterator[None]:
-    """`whole_cache` makes every eager decode step pass no spans (lab.static_decoder's _step then
+    """`whole_cache` makes every eager decode step pass no spans (lab.eval.decoder's _step then
     attends over the whole cache); `spans` leaves the decoder as it is."""
-    import lab.static_decoder as static_decoder
+    import lab.eval.decoder as static_decoder
 
     shipped = static_decoder.DecodeSpans
     if name == "whole_cache":
@@ -49,12 +49,12 @@ def variant(name: str) -> Iterator[None]:
 def measure(batch_sizes: list[int], rounds: int) -> dict[str, Any]:
     """Each (variant, batch size) generation `rounds` times: seconds per run, new tokens, and
     whether all predictions matched the first run's."""
-    from lab.config import load_config
-    from lab.generation import generate
-    from lab.host_memory import keep_freed_memory
-    from lab.io import read_jsonl
-    from lab.modeling import load_for_inference
-    from lab.pipeline_files import stage_flag_path
+    from lab.core.config import load_config
+    from lab.core.host_memory import keep_freed_memory
+    from lab.core.io import read_jsonl
+    from lab.core.pipeline_files import stage_flag_path
+    from lab.eval.generation import generate
+    from lab.model.loading import load_for_inference
 
     keep_freed_memory()  # as the evaluate stage does
     ev = load_config().evaluate

@@ -5,10 +5,10 @@ usage: python benchmarks/eval_throughput.py [--out benchmarks/results/eval_throu
 100 prompts of ~300 tokens, 256 new tokens each, greedy, with every sequence running the full 256
 tokens (random weights rarely emit EOS, but the figure must not depend on it: the static decoder
 gets no stop token, transformers' generate gets min_new_tokens=256). SDPA runs without cuDNN's
-backend, as lab.generation sets it on CUDA. Variants, in one process:
+backend, as lab.eval.generation sets it on CUDA. Variants, in one process:
 
 - `hf_dynamic`: transformers' `generate` with its dynamic KV cache (the previous evaluate path);
-- `static_graph`: lab.generation's static-cache decoder with its decode step replayed as a CUDA
+- `static_graph`: lab.eval.generation's static-cache decoder with its decode step replayed as a CUDA
   graph (what `decode: auto` runs on CUDA), at batch 100 and 50, and one prompt at a time;
 - `static_eager`: the same decoder launching every kernel from Python (the graph's share);
 - prefill alone (max_new_tokens=1), so that a decode step's GPU time can be read off.
@@ -32,9 +32,9 @@ from typing import Any
 
 from llama_arch import LLAMA_3B, build_random_llama
 
-from lab.generation import left_pad  # the padding the evaluate stage uses
-from lab.io import write_json
-from lab.provenance import result_header
+from lab.core.io import write_json
+from lab.core.provenance import result_header
+from lab.eval.generation import left_pad  # the padding the evaluate stage uses
 
 PROMPTS, NEW_TOKENS = 100, 256  # the reference lab: data.eval_examples 100, evaluate.max_new_tokens 256
 PROMPT_MIN, PROMPT_MAX = 240, 360  # "~300 tokens": uniform around 300, so the batch needs left padding
@@ -85,10 +85,10 @@ def hf_generate(model: Any, prompts: list[list[int]], new_tokens: int = NEW_TOKE
 
 def lab_generate(model: Any, prompts: list[list[int]], batch_size: int, cuda_graph: bool = True,
                  new_tokens: int = NEW_TOKENS) -> tuple[float, list[list[int]], dict]:
-    """lab.generation's static decoder with no stop token (full length); (seconds, new ids, what ran)."""
+    """lab.eval.generation's static decoder with no stop token (full length); (seconds, new ids, what ran)."""
     import torch
 
-    from lab.generation import generate_ids
+    from lab.eval.generation import generate_ids
 
     torch.cuda.synchronize()
     started = time.perf_counter()
@@ -108,7 +108,7 @@ def fresh_process(decoder: str, seed: int, batch_size: int) -> dict[str, Any]:
     handles, kernel selection, the graph capture), then a second identical call."""
     import torch
 
-    torch.backends.cuda.enable_cudnn_sdp(False)  # what lab.generation does on CUDA
+    torch.backends.cuda.enable_cudnn_sdp(False)  # what lab.eval.generation does on CUDA
     started = time.perf_counter()
     model, _ = build_random_llama(LLAMA_3B, seed=0)
     model.eval()
@@ -152,7 +152,7 @@ def profile_step(seed: int, out: Path | None) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    import lab.generation as generation
+    import lab.eval.generation as generation
 
     torch.backends.cuda.enable_cudnn_sdp(False)
     model, _ = build_random_llama(LLAMA_3B, seed=0)

@@ -23,14 +23,14 @@ from typing import Any
 
 from pipeline import run_pipeline  # benchmarks/, beside this script
 
-from lab.config import load_config
-from lab.errors import LabError
-from lab.io import read_jsonl, write_json
-from lab.leaderboard import align
-from lab.pipeline_files import committed_rows, stage_flag_path
-from lab.provenance import git_revision, result_header
-from lab.scoring import metric_value
-from lab.stats import paired_bootstrap
+from lab.core.config import load_config
+from lab.core.errors import LabError
+from lab.core.io import read_jsonl, write_json
+from lab.core.pipeline_files import committed_rows, stage_flag_path
+from lab.core.provenance import git_revision, result_header
+from lab.eval.scoring import metric_value
+from lab.eval.stats import paired_bootstrap
+from lab.leaderboard.board import align
 
 
 def gains_over_baseline(metrics: list[str]) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from typing import Any
 
 import yaml
 
-from lab.io import read_json, read_jsonl, write_json, write_jsonl
-from lab.provenance import result_header
+from lab.core.io import read_json, read_jsonl, write_json, write_jsonl
+from lab.core.provenance import result_header
 
 REPO = Path(__file__).resolve().parents[1]
 # The per-GPU micro-batch stays the lab's 2 x 4 (micro_batch_tokens off): what scales is the processes.

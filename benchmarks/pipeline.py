@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.io import read_json, write_json
-from lab.pipeline_files import stage_flag_path
-from lab.provenance import result_header
-from lab.summary import TEST_KEYS
+from lab.core.io import read_json, write_json
+from lab.core.pipeline_files import stage_flag_path
+from lab.core.provenance import result_header
+from lab.core.summary import TEST_KEYS
 
 STAGE_LINE = re.compile(r"^Running stage '([\w@.-]+)'")
 

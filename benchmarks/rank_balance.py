@@ -1,5 +1,5 @@
 """How long the slowest process keeps the others waiting at each optimizer step of a data-parallel
-run, with the sampler's order as accelerate shards it and with lab.rank_balance's balanced order, on
+run, with the sampler's order as accelerate shards it and with lab.train.rank_balance's balanced order, on
 the training benchmark's FineTome-shaped lengths (train_workload.sample_lengths).
 
 usage: python benchmarks/rank_balance.py [--examples 96000] [--seed 3407] [--out benchmarks/results/rank_balance.json]
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from train_workload import sample_lengths
 
-from lab.io import write_json
-from lab.provenance import result_header
-from lab.rank_balance import balanced_order, step_loads
+from lab.core.io import write_json
+from lab.core.provenance import result_header
+from lab.train.rank_balance import balanced_order, step_loads
 
 MICRO_BATCH = 2
 # (batch scaling, processes, micro-batches each process accumulates per step): the lab's batch 2 x
@@ -61,7 +61,7 @@ def main() -> None:
         print(f"{row['batch_scaling']:>12} x{row['processes']}: {row['straggler_before']:.3f} -> "
               f"{row['straggler_after']:.3f} (at most {row['max_step_speedup']:.3f}x faster steps)")
     write_json(args.out, {**result_header(__file__, "straggler factor of data-parallel steps, before and after "
-                                          "lab.rank_balance (token counts, no GPU)"),
+                                          "lab.train.rank_balance (token counts, no GPU)"),
                           "workload": {"lengths": "benchmarks/train_workload.py sample_lengths",
                                        "examples": args.examples, "seed": args.seed}, "setups": rows})
 

@@ -37,10 +37,10 @@ from result_renderers import (  # benchmarks/, beside this script
     table,
 )
 
-from lab.io import read_json, write_text
-from lab.leaderboard_report import MARKDOWN_FILE, PLOT_FILE
-from lab.pipeline_files import stage_flag_path
-from lab.report_tables import length_table, main_table, precision_recall_table
+from lab.core.io import read_json, write_text
+from lab.core.pipeline_files import stage_flag_path
+from lab.leaderboard.markdown import MARKDOWN_FILE, PLOT_FILE
+from lab.report.tables import length_table, main_table, precision_recall_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)

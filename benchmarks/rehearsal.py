@@ -41,13 +41,13 @@ from typing import Any
 
 from pipeline import measured, run_pipeline  # benchmarks/, beside this script
 
-from lab.config import load_config
-from lab.errors import LabError
-from lab.io import read_json, read_jsonl, write_json
-from lab.masking import tokenize_for_training
-from lab.modeling import load_tokenizer
-from lab.pipeline_files import stage_flag_path
-from lab.provenance import result_header
+from lab.core.config import load_config
+from lab.core.errors import LabError
+from lab.core.io import read_json, read_jsonl, write_json
+from lab.core.pipeline_files import stage_flag_path
+from lab.core.provenance import result_header
+from lab.model.loading import load_tokenizer
+from lab.train.masking import tokenize_for_training
 
 FULL_LAB_SECTION = "### The full lab"
 # FineTome-100k's 100,000 conversations less the 15% test split (data.test_size).
@@ -101,7 +101,7 @@ def project_full_lab(stage_seconds: dict[str, float], training: dict[str, Any]) 
 
 
 def tokenize_seconds(base_dir: Path, train_file: Path, max_seq_length: int, long_sequences: str) -> float:
-    """Seconds lab.masking takes to tokenize the training rows with the base model's tokenizer."""
+    """Seconds lab.train.masking takes to tokenize the training rows with the base model's tokenizer."""
     tokenizer, rows = load_tokenizer(base_dir), read_jsonl(train_file)
     started = time.perf_counter()
     tokenize_for_training(tokenizer, rows, max_seq_length, long_sequences)

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from lab import stats
-from lab.comparison import compare
-from lab.config import LabConfig, load_config
-from lab.io import write_json
-from lab.provenance import result_header
-from lab.scoring import metric_label, rouge_scores
-from lab.semantic import load_embedding_model, semantic_similarity
+from lab.core.config import LabConfig, load_config
+from lab.core.io import write_json
+from lab.core.provenance import result_header
+from lab.eval import stats
+from lab.eval.comparison import compare
+from lab.eval.scoring import metric_label, rouge_scores
+from lab.eval.semantic import load_embedding_model, semantic_similarity
 
 SECTION = re.compile(r"\n\s*(Parameters|Returns|See Also|Notes|Examples)\s*\n\s*-{3,}")
 

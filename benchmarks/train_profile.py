@@ -1,5 +1,5 @@
 """Where a QLoRA training step's time goes on a GPU: torch.profiler over optimizer steps of the lab's own
-training path (lab.trainer's SFTTrainer, lab.training's sft_config), random-weight Llama-3.2-3B.
+training path (lab.train.trainer's SFTTrainer, lab.train.fine_tune's sft_config), random-weight Llama-3.2-3B.
 
 usage: python benchmarks/train_profile.py [--unsloth padding_free_no_ckpt planned_no_ckpt] [--hf ...]
                                           [--out benchmarks/results/train_profile.json]
@@ -27,8 +27,8 @@ from typing import Any
 from train_throughput import LLAMA_3B, VARIANTS, model_parameters, variant_config
 from train_workload import sample_lengths, synthetic_rows
 
-from lab.io import write_json, write_text
-from lab.provenance import result_header
+from lab.core.io import write_json, write_text
+from lab.core.provenance import result_header
 
 WARMUP_STEPS, PROFILED_STEPS = 6, 3  # past Unsloth's first-call compiles and the allocator's growth
 TABLE_ROWS = 40
@@ -36,7 +36,7 @@ TABLE_ROWS = 40
 
 def profile_variant(backend: str, variant: str, model_dir: Path, seed: int, tables: Path) -> dict[str, Any]:
     """Train WARMUP_STEPS + PROFILED_STEPS steps; the profiled steps' figures, the tables written to `tables`."""
-    from lab.runtime import resolve_runtime
+    from lab.model.runtime import resolve_runtime
 
     config = variant_config(backend, variant, seed, (2, 4))
     runtime = resolve_runtime(config.train)  # imports unsloth first for that backend
@@ -44,11 +44,11 @@ def profile_variant(backend: str, variant: str, model_dir: Path, seed: int, tabl
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from lab.attention import attention_path
-    from lab.backends import load_trainable_model
-    from lab.microbatch import plan_budget
-    from lab.trainer import lab_trainer
-    from lab.training import sft_config
+    from lab.train.attention import attention_path
+    from lab.train.backends import load_trainable_model
+    from lab.train.fine_tune import sft_config
+    from lab.train.microbatch import plan_budget
+    from lab.train.trainer import lab_trainer
 
     model, tokenizer = load_trainable_model(model_dir, config, runtime)
     steps = WARMUP_STEPS + PROFILED_STEPS

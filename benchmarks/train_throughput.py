@@ -4,7 +4,7 @@ usage: python benchmarks/train_throughput.py [--steps 20] [--unsloth padding_fre
                                              [--hf padding_free_no_ckpt padded ...]
                                              [--out benchmarks/results/train_throughput.json]
 
-Both backends go through the lab's own code (lab.backends.load_trainable_model, lab.training's
+Both backends go through the lab's own code (lab.train.backends.load_trainable_model, lab.train.fine_tune's
 sft_config, then trl's SFTTrainer), each in its own process, which runs that backend's variants (VARIANTS:
 padding-free or padded batches, gradient checkpointing mode, length-grouped sampling) in turn:
 Unsloth patches transformers when it is imported, so the baseline must never see it. The weights
@@ -40,8 +40,8 @@ from train_workload import (
     tokens_in_window,
 )
 
-from lab.io import write_json
-from lab.provenance import result_header
+from lab.core.io import write_json
+from lab.core.provenance import result_header
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 WARMUP_STEPS = 5  # kernel autotuning, allocator growth and Unsloth's first-call compiles stay out
@@ -96,7 +96,7 @@ def variant_overrides(backend: str, variant: str, seed: int, batch: tuple[int, i
 
 def variant_config(backend: str, variant: str, seed: int, batch: tuple[int, int]) -> Any:
     """params.yaml with the variant's overrides, validated as the pipeline's own config is."""
-    from lab.config import load_config
+    from lab.core.config import load_config
 
     return load_config(PARAMS_FILE, overrides=variant_overrides(backend, variant, seed, batch))
 
@@ -142,18 +142,18 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
     """Train `steps` optimizer steps with one backend and variant through the lab's code."""
     import gc
 
-    from lab.runtime import resolve_runtime
+    from lab.model.runtime import resolve_runtime
 
     config = variant_config(backend, variant, seed, batch)
     runtime = resolve_runtime(config.train)  # imports unsloth (before transformers) for that backend
     import torch
     from datasets import Dataset
 
-    from lab.attention import attention_path
-    from lab.backends import load_trainable_model
-    from lab.microbatch import plan_budget
-    from lab.trainer import lab_trainer
-    from lab.training import sft_config
+    from lab.train.attention import attention_path
+    from lab.train.backends import load_trainable_model
+    from lab.train.fine_tune import sft_config
+    from lab.train.microbatch import plan_budget
+    from lab.train.trainer import lab_trainer
 
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()

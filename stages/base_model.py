@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.base_model import materialize_base_model
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.io import atomic_dir, write_json
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.core.io import atomic_dir, write_json
+from lab.model.base import materialize_base_model
 
 
 def main() -> None:

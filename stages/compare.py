@@ -1,7 +1,7 @@
 """Stage compare: how sure we are that fine-tuning changed the scores, and why they moved.
 
 Reads both models' per-example predictions; writes metrics/compare.json (paired bootstrap, format
-metrics over the examples each covers, per-source means, length effects: see lab/comparison.py),
+metrics over the examples each covers, per-source means, length effects: see lab/eval/comparison.py),
 metrics/gallery.json (the examples that gained and lost most) and the per-example length-matched scores.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.comparison import compare
-from lab.config import load_config
-from lab.io import read_jsonl, staged_outputs, write_json, write_jsonl
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.core.io import read_jsonl, staged_outputs, write_json, write_jsonl
+from lab.eval.comparison import compare
 
 
 def main() -> None:

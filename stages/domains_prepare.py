@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.domains import run_domains_prepare
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.domains.data import run_domains_prepare
 
 
 def main() -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.domain_report import build_domain_report
-from lab.io import staged_outputs, write_json, write_text
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.core.io import staged_outputs, write_json, write_text
+from lab.domains.report import build_domain_report
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Stage domains_router (pipelines/domains/dvc.yaml): the router, nearest domain centroid of the prompts' sentence
 embeddings, fitted on every domain's training prompts and measured on the eval examples' known domains.
 
-Writes the router folder (lab.router: router.json and centroids.npy, what `Router.load` reads) and its record:
+Writes the router folder (lab.domains.router: router.json and centroids.npy, what `Router.load` reads) and its record:
 accuracy, fallback and misrouted rates, overall and per domain, the confusion counts and every eval route.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.io import read_jsonl, staged_outputs, write_json
-from lab.router_fit import fit_router
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.core.io import read_jsonl, staged_outputs, write_json
+from lab.domains.routing import fit_router
 
 
 def main() -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.evaluation import base_quantization, evaluate
-from lab.host_memory import keep_freed_memory
-from lab.io import read_jsonl, staged_outputs, write_json, write_jsonl
-from lab.modeling import load_for_inference
-from lab.runtime import resolve_device
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.core.host_memory import keep_freed_memory
+from lab.core.io import read_jsonl, staged_outputs, write_json, write_jsonl
+from lab.eval.evaluation import base_quantization, evaluate
+from lab.model.loading import load_for_inference
+from lab.model.runtime import resolve_device
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     if (args.model == "finetuned") != (args.adapter is not None):
         parser.error("--adapter is required for finetuned and not taken by base")
-    keep_freed_memory()  # prefill and decode reallocate their tensors: keep their pages mapped (lab/host_memory.py)
+    keep_freed_memory()  # prefill and decode reallocate their tensors: keep their pages mapped (lab.core.host_memory)
     with staged_outputs(args.predictions, args.metrics) as (predictions_path, metrics_path):
         config = load_config()
         quantization = base_quantization(config, finetuned=args.model == "finetuned")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.io import read_jsonl, staged_outputs, write_json, write_jsonl
-from lab.routed_eval import evaluate_routed
-from lab.router import Router
-from lab.runtime import resolve_device
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.core.io import read_jsonl, staged_outputs, write_json, write_jsonl
+from lab.domains.routed_eval import evaluate_routed
+from lab.domains.router import Router
+from lab.model.runtime import resolve_device
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.export import export_merged
-from lab.export_gguf import check_gguf_support
-from lab.io import atomic_dir
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.core.io import atomic_dir
+from lab.export.gguf import check_gguf_support
+from lab.export.merged import export_merged
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.data import run_prepare
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.data.prepare import run_prepare
 
 
 def main() -> None:

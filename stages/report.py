@@ -1,8 +1,8 @@
 """Stage report: metrics/report.md with the lab's tables, the PNG plots it embeds (metrics/plots/),
-and the run's headline (the file DVC lists as metrics, see lab/summary.py).
+and the run's headline (the file DVC lists as metrics, see lab/core/summary.py).
 
 Every number in the report is read from the metrics and predictions files, never typed in
-(see lab/report.py).
+(see lab/report/build.py).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.io import read_json, staged_outputs, write_json, write_text
-from lab.report import build_report
-from lab.summary import headline
+from lab.core.cli import run_stage
+from lab.core.io import read_json, staged_outputs, write_json, write_text
+from lab.core.summary import headline
+from lab.report.build import build_report
 
 
 def main() -> None:

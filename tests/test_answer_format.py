@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lab.answer_format import (
+from lab.data.answer_format import (
     PARAMS_FOLLOW_UP,
     apply_answer_format,
     is_param_json,
@@ -15,8 +15,8 @@ from lab.answer_format import (
     to_json,
     to_steps,
 )
-from lab.docparse import ParsedDoc
-from lab.docstrings import make_conversation
+from lab.data.builtin.docparse import ParsedDoc
+from lab.data.builtin.docstrings import make_conversation
 
 from .conftest import make_config
 
@@ -130,7 +130,7 @@ def test_apply_rewrites_every_assistant_turn_with_its_own_question_and_leaves_th
 
 
 def test_prepare_rewrites_training_and_validation_answers_but_never_test_or_eval_references(tmp_path):
-    from lab.data import prepare
+    from lab.data.prepare import prepare
 
     rows = [{"conversations": [{"from": "human", "value": f"What is {i} + {i}? Topic {i}."},
                                {"from": "gpt", "value": f"Adding gives {i} + {i} = {2 * i} for item {i}.\n"

@@ -1,4 +1,4 @@
-"""Per-example attention for padding-free batches (lab.attention): the same loss and gradients as
+"""Per-example attention for padding-free batches (lab.train.attention): the same loss and gradients as
 transformers' masked SDPA on the real model, with examples kept apart."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lab.attention import ATTENTION_NAME, attention_path, example_bounds, use_packed_attention
-from lab.masking import tokenize_conversation
+from lab.train.attention import ATTENTION_NAME, attention_path, example_bounds, use_packed_attention
+from lab.train.masking import tokenize_conversation
 from tests.conftest import make_config
 from tests.test_training import CONVERSATION
 
@@ -51,8 +51,8 @@ def test_packed_attention_matches_masked_sdpa_in_loss_and_lora_gradients(embedde
     """The trainable model of the hf backend, on a padding-free batch of two examples: per-example
     attention gives transformers' block-diagonal SDPA loss and LoRA gradients; the same tokens as ONE
     sequence (the control: the second example then sees the first) give a different loss."""
-    from lab.backends import load_trainable_model
-    from lab.runtime import resolve_runtime
+    from lab.model.runtime import resolve_runtime
+    from lab.train.backends import load_trainable_model
 
     config = make_config({"train": {"packed_attention": "per_example"}})
     model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train))
@@ -79,8 +79,8 @@ def test_a_model_not_on_sdpa_is_left_alone(embedded_model_dir):
 def test_library_attention_keeps_transformers_masked_sdpa(embedded_model_dir):
     """train.packed_attention: library reaches the backend: the model stays on transformers' SDPA, and
     what ran says so."""
-    from lab.backends import load_trainable_model
-    from lab.runtime import resolve_runtime
+    from lab.model.runtime import resolve_runtime
+    from lab.train.backends import load_trainable_model
 
     config = make_config({"train": {"packed_attention": "library"}})
     model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train))

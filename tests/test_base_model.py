@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from lab import base_model
-from lab.base_model import EMBEDDED_GGUF, embedded_gguf_path
+from lab.model import base as base_model
+from lab.model.base import EMBEDDED_GGUF, embedded_gguf_path
 
 
 def test_the_gguf_comes_from_the_installed_wheel():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.builtin_code import build_code_conversations, calls_name, code_blocks, doctest_to_code, purpose
-from lab.errors import DataError
+from lab.core.errors import DataError
+from lab.data.builtin.code import build_code_conversations, calls_name, code_blocks, doctest_to_code, purpose
 
 PACKAGES = ["numpy", "json", "collections", "statistics"]
 MIN_WORDS = 25
@@ -68,7 +68,7 @@ def test_no_example_is_used_twice(rows: list[dict]) -> None:
 
 def test_build_is_deterministic_within_and_across_processes(rows: list[dict]) -> None:
     assert build_code_conversations(PACKAGES, MIN_WORDS, None, SEED) == rows
-    code = ("import json, sys; from lab.builtin_code import build_code_conversations as b; "
+    code = ("import json, sys; from lab.data.builtin.code import build_code_conversations as b; "
             f"json.dump(b({PACKAGES!r}, {MIN_WORDS}, None, {SEED}), sys.stdout)")
     root = Path(__file__).resolve().parents[1]
     other = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,

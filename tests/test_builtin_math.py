@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.builtin_math import (
+from lab.data.builtin.math import (
     INSTRUCTION,
     TEMPLATES,
     Solution,
@@ -33,7 +33,7 @@ def rows() -> list[dict]:
 
 
 def python_value(expression: str) -> Fraction:
-    """`expression` evaluated by Python (exactly, on Fractions), independently of lab.builtin_math.evaluate."""
+    """`expression` evaluated by Python (exactly, on Fractions), independently of lab.data.builtin.math.evaluate."""
     python = re.sub(r"\d+", lambda m: f"Fraction({m[0]})", expression).replace("×", "*").replace("÷", "/")
     return eval(python, {"Fraction": Fraction, "__builtins__": {}})  # the test's own, digits-and-operators text
 
@@ -80,7 +80,7 @@ def test_no_step_uses_a_number_from_nowhere(rows: list[dict]) -> None:
 
 def test_build_is_deterministic_within_and_across_processes(rows: list[dict]) -> None:
     assert build_math_conversations(COUNT, SEED) == rows
-    code = ("import json, sys; from lab.builtin_math import build_math_conversations as b; "
+    code = ("import json, sys; from lab.data.builtin.math import build_math_conversations as b; "
             f"json.dump(b(50, {SEED}), sys.stdout)")
     root = Path(__file__).resolve().parents[1]
     other = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.chat_log import ChatLog
-from lab.chat_models import adapter_problem, load_chat_model
-from lab.chat_session import ChatSession
-from lab.chat_streaming import GenerationSettings, ReplyStream
-from lab.generation import generate
+from lab.chat.log import ChatLog
+from lab.chat.models import adapter_problem, load_chat_model
+from lab.chat.session import ChatSession
+from lab.chat.streaming import GenerationSettings, ReplyStream
+from lab.eval.generation import generate
 
 from .conftest import REPO, _merged, make_config, run_stage_process
 
@@ -289,7 +289,7 @@ def test_the_router_picks_each_conversations_adapter_through_the_cli(embedded_mo
     """--router: a router fitted on two domains' prompts sends a math question to the math adapter, a
     code question to the code adapter and an off-topic one (below the threshold) to mixed; the adapters
     are read from beside the router folder, and the log says which answered."""
-    from lab.router import Router
+    from lab.domains.router import Router
 
     domains = tmp_path / "domains"
     for seed, name in enumerate(("math", "code", "mixed"), start=1):

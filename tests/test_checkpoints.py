@@ -1,4 +1,4 @@
-"""Resumable training (lab.checkpoints): the run fingerprint, the resume-or-start-fresh decision, and
+"""Resumable training (lab.train.checkpoints): the run fingerprint, the resume-or-start-fresh decision, and
 real (tiny) runs on the embedded model: a training killed mid-run resumes from its last checkpoint and
 ends where an uninterrupted run ends, with the same losses; a changed param starts fresh."""
 
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.checkpoints import (
+from lab.core.io import read_json
+from lab.model.runtime import resolve_runtime
+from lab.train.checkpoints import (
     FINGERPRINT_FILE,
     checkpoint_step,
     loss_before,
@@ -22,8 +24,6 @@ from lab.checkpoints import (
     prepare_checkpoints,
     run_fingerprint,
 )
-from lab.io import read_json
-from lab.runtime import resolve_runtime
 
 from .conftest import REPO, make_config
 from .test_training import CONVERSATION, SHORT
@@ -45,8 +45,8 @@ KILLED_SCRIPT = """
 import json, os, sys
 from pathlib import Path
 from transformers.trainer_callback import DefaultFlowCallback
-from lab.config import load_config
-from lab.training import fine_tune
+from lab.core.config import load_config
+from lab.train.fine_tune import fine_tune
 
 spec = json.loads(Path(sys.argv[1]).read_text())
 original = DefaultFlowCallback.on_step_end
@@ -189,7 +189,7 @@ def killed_checkpoints(embedded_model_dir: Path, tmp_path_factory: pytest.TempPa
 
 def test_a_killed_training_resumes_and_ends_like_an_uninterrupted_run(
         embedded_model_dir, killed_checkpoints, tmp_path, capsys):
-    from lab.training import fine_tune
+    from lab.train.fine_tune import fine_tune
 
     config = make_config(TINY)
     model, _, expected = fine_tune(config, embedded_model_dir, TRAIN, VALIDATION, tmp_path / "ref-live",
@@ -223,7 +223,7 @@ def test_a_killed_training_resumes_and_ends_like_an_uninterrupted_run(
 
 def test_a_changed_param_starts_fresh_over_an_old_checkpoint(embedded_model_dir, killed_checkpoints, tmp_path,
                                                              capsys):
-    from lab.training import fine_tune
+    from lab.train.fine_tune import fine_tune
 
     checkpoints = tmp_path / "checkpoints"
     shutil.copytree(killed_checkpoints, checkpoints)

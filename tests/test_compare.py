@@ -1,10 +1,10 @@
-"""The compare stage's paired statistics (lab.comparison) on rows with known answers."""
+"""The compare stage's paired statistics (lab.eval.comparison) on rows with known answers."""
 
 import pytest
 
-from lab.comparison import compare
-from lab.errors import ConfigError
-from lab.scoring import rouge_scores
+from lab.core.errors import ConfigError
+from lab.eval.comparison import compare
+from lab.eval.scoring import rouge_scores
 
 from .conftest import make_config
 
@@ -93,7 +93,7 @@ def with_format(rows_: list[dict], values: dict[int, float]) -> list[dict]:
 
 
 def test_format_metrics_are_aggregated_and_bootstrapped_only_on_the_examples_they_cover():
-    from lab.stats import paired_bootstrap
+    from lab.eval.stats import paired_bootstrap
 
     plain = rows([f"sort array {i}" for i in range(12)], REFERENCES, [0.5] * 12, SOURCES)
     covered = [0, 3, 4, 9]

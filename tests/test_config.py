@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import yaml
 
-from lab.config import LabConfig, Optimizer, allowed, load_config
-from lab.errors import ConfigError
+from lab.core.config import LabConfig, Optimizer, allowed, load_config
+from lab.core.errors import ConfigError
 
 from .conftest import REPO, make_config
 
@@ -157,7 +157,7 @@ def test_hub_ids_and_their_revisions_are_accepted_without_touching_the_hub():
                           "data": {"source": "mlabonne/FineTome-100k", "revision": "a" * 40,
                                    "mix": {"extra_sources": [extra]}}})
     assert (config.model.revision, config.data.revision) == ("v1.0", "a" * 40)
-    # On the auto backend, model.chat_template is checked once the backend is resolved (lab.backends).
+    # On the auto backend, model.chat_template is checked once the backend is resolved (lab.train.backends).
     assert make_config({"model": {"chat_template": "llama-3.1"}}).model.chat_template == "llama-3.1"
 
 
@@ -199,9 +199,9 @@ def test_a_local_model_needs_config_and_safetensors_weights_or_one_gguf(tmp_path
 def test_a_chat_template_is_refused_once_auto_resolves_to_the_hf_backend_before_any_model_loads(tmp_path):
     import torch
 
-    from lab.backends import check_chat_template
-    from lab.runtime import Runtime, resolve_runtime
-    from lab.training import fine_tune
+    from lab.model.runtime import Runtime, resolve_runtime
+    from lab.train.backends import check_chat_template
+    from lab.train.fine_tune import fine_tune
 
     config = make_config({"model": {"chat_template": "llama-3.1"}})
     message = ("model.chat_template: 'llama-3.1' is not allowed; it must be null with the hf backend (train.backend "

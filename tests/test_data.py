@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from lab.data import load_raw_rows, sample, split_conversations, to_eval_example
-from lab.errors import ConfigError, DataError
-from lab.rows import normalize_row, normalize_rows
+from lab.core.errors import ConfigError, DataError
+from lab.data.prepare import load_raw_rows, sample, split_conversations, to_eval_example
+from lab.data.rows import normalize_row, normalize_rows
 
 from .conftest import make_config
 
@@ -138,7 +138,7 @@ def test_unreachable_hub_dataset_fails_with_one_clear_line(monkeypatch):
 
 
 def test_builtin_domains_mix_in_as_their_own_sources_and_are_counted():
-    from lab.data import prepare
+    from lab.data.prepare import prepare
 
     config = make_config({"data": {"builtin": {"packages": ["json", "statistics", "collections"],
                                                "code_examples": 10, "math_examples": 40},
@@ -158,7 +158,7 @@ def test_builtin_domains_mix_in_as_their_own_sources_and_are_counted():
 
 
 def test_prepare_drops_duplicates_and_training_rows_that_leak_into_the_test_split(tmp_path):
-    from lab.data import prepare
+    from lab.data.prepare import prepare
 
     def row(i: int, answer: str) -> dict:
         return {"conversations": [{"from": "human", "value": f"Tell me about topic {i}."},
@@ -177,7 +177,7 @@ def test_prepare_drops_duplicates_and_training_rows_that_leak_into_the_test_spli
     assert removed["exact_duplicates"] == 3
     # Neighbouring rows share 32 of 40 words (overlapping windows), far above the threshold: near
     # duplicates chain, and every surviving training row is unlike every test row.
-    from lab.dedup import leaked
+    from lab.data.dedup import leaked
 
     dedup = config.data.dedup
     assert not leaked(result["train"], result["test"], dedup.threshold, dedup.num_perm, dedup.shingle_words, 0)

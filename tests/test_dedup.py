@@ -1,4 +1,4 @@
-"""Exact and near-duplicate removal and the leak check (lab.dedup), on small hand-made datasets."""
+"""Exact and near-duplicate removal and the leak check (lab.data.dedup), on small hand-made datasets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from lab.dedup import (
+from lab.data.dedup import (
     SCHEME,
     DedupCounts,
     exact_duplicates,
@@ -154,7 +154,8 @@ def test_results_are_deterministic_across_calls_and_processes():
     first = near_duplicate_pairs(rows, **SETTINGS)
     assert near_duplicate_pairs(rows, **SETTINGS) == first
     # Token hashes must not depend on Python's per-process string hashing.
-    program = ("from lab.dedup import sketch; rows = [{'messages': [{'role': 'user', 'content': 'a b c d e f'}]}]; "
+    program = ("from lab.data.dedup import sketch; "
+               "rows = [{'messages': [{'role': 'user', 'content': 'a b c d e f'}]}]; "
                "print(sketch(rows, 16, 2, 3).signatures.tolist())")
     outputs = {subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": str(hash_seed)}).stdout for hash_seed in (1, 2)}

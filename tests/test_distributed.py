@@ -1,4 +1,4 @@
-"""Data-parallel training (lab.distributed): the batch plan and its checks, the launch command,
+"""Data-parallel training (lab.train.distributed): the batch plan and its checks, the launch command,
 and a real two-process run of the train stage on CPU (gloo) against the one-process run."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.config_checks import check_batch_split
-from lab.distributed import batch_plan, launch_command, resolve_processes
-from lab.errors import ConfigError
-from lab.io import read_jsonl, write_jsonl
+from lab.core.checks import check_batch_split
+from lab.core.errors import ConfigError
+from lab.core.io import read_jsonl, write_jsonl
+from lab.train.distributed import batch_plan, launch_command, resolve_processes
 
 from .conftest import make_config, run_stage_process
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.config import BuiltinConfig
-from lab.docparse import parse_docstring
-from lab.docstrings import _inherited, _normalise, build_docstring_conversations, make_conversation
-from lab.errors import DataError
-from lab.provenance import package_versions
+from lab.core.config import BuiltinConfig
+from lab.core.errors import DataError
+from lab.core.provenance import package_versions
+from lab.data.builtin.docparse import parse_docstring
+from lab.data.builtin.docstrings import _inherited, _normalise, build_docstring_conversations, make_conversation
 
 from .conftest import make_config
 
@@ -81,8 +81,8 @@ def test_ids_are_unique_and_sorted(rows: list[dict]) -> None:
 def test_build_is_deterministic_within_and_across_processes(rows: list[dict]) -> None:
     assert build_docstring_conversations(BUILTIN) == rows
     # Another process with another hash seed: set or dict order must not leak into the output.
-    code = ("import dataclasses, json, sys; from lab.config import load_config; "
-            "from lab.docstrings import build_docstring_conversations as b; "
+    code = ("import dataclasses, json, sys; from lab.core.config import load_config; "
+            "from lab.data.builtin.docstrings import build_docstring_conversations as b; "
             "c = dataclasses.replace(load_config().data.builtin, packages=['numpy', 'json', 'collections']); "
             "json.dump(b(c), sys.stdout)")
     root = Path(__file__).resolve().parents[1]

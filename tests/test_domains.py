@@ -1,4 +1,4 @@
-"""The domain pipeline's logic: its params and their checks, the data it prepares (lab.data's prepare with the
+"""The domain pipeline's logic: its params and their checks, the data it prepares (lab.data.prepare's prepare with the
 domains section laid over it, split by domain), and the domain x adapter comparison and report from known
 per-example scores."""
 
@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from lab.config import MIXED_ADAPTER
-from lab.domain_compare import compare_domains, headline_summary, pair_key
-from lab.domain_report import render
-from lab.domains import domain_data_config, prepare_domains, split_by_domain
-from lab.errors import ConfigError, DataError
+from lab.core.config import MIXED_ADAPTER
+from lab.core.errors import ConfigError, DataError
+from lab.domains.compare import compare_domains, headline_summary, pair_key
+from lab.domains.data import domain_data_config, prepare_domains, split_by_domain
+from lab.domains.report import render
 
 from .conftest import REPO, make_config
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.router import Router
+from lab.domains.router import Router
 
 from .conftest import REPO
 from .pipeline_copy import dvc, make_lab_copy

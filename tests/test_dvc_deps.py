@@ -73,8 +73,8 @@ def test_each_stage_depends_on_its_script_and_every_lab_module_it_imports(name: 
 
 
 def test_the_import_walk_sees_imports_inside_functions():
-    assert "lab/docstrings.py" in transitive_lab_imports("stages/prepare.py")
-    assert "lab/errors.py" in transitive_lab_imports("stages/prepare.py")
+    assert "lab/data/builtin/docstrings.py" in transitive_lab_imports("stages/prepare.py")
+    assert "lab/core/errors.py" in transitive_lab_imports("stages/prepare.py")
 
 
 def test_the_optional_pipelines_are_covered():

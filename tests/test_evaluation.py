@@ -1,6 +1,6 @@
 """One model's evaluation on the real embedded model: generation, scores and aggregates."""
 
-from lab.evaluation import evaluate
+from lab.eval.evaluation import evaluate
 
 from .conftest import make_config
 
@@ -29,12 +29,12 @@ def test_evaluate_records_format_metrics_per_example_and_their_coverage(monkeypa
     # Generation stubbed: this is about scoring, and the real model runs in the test above.
     from types import SimpleNamespace
 
-    import lab.evaluation
+    import lab.eval.evaluation
 
     predictions = ["1. 2 + 2 = 4.\nAnswer: 4", "Answer: 5", "Hello there"]
     outputs = [{"prediction": p, "hit_max_new_tokens": False, "prompt_truncated": False, "new_tokens": 3}
                for p in predictions]
-    monkeypatch.setattr(lab.evaluation, "generate", lambda *args, **kwargs: (outputs, {"decoder": "stub"}))
+    monkeypatch.setattr(lab.eval.evaluation, "generate", lambda *args, **kwargs: (outputs, {"decoder": "stub"}))
     examples = [{"id": f"math-{i}", "source": "math", "input": [{"role": "user", "content": "Solve it."}],
                  "reference": "2 + 2 = 4.\nAnswer: 4"} for i in range(2)] + [{**EXAMPLES[1], "id": "chat"}]
     config = make_config({"data": {"answer_format": "steps"}, "evaluate": {"semantic_similarity": False}})
@@ -52,8 +52,8 @@ def test_the_finetuned_models_base_is_16_bit_or_quantized_as_trained(monkeypatch
     import pytest
     import torch
 
-    from lab.errors import RuntimeConfigError
-    from lab.evaluation import base_quantization
+    from lab.core.errors import RuntimeConfigError
+    from lab.eval.evaluation import base_quantization
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     as_trained = {"evaluate": {"finetuned_base": "as_trained"}}

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.config import ExportConfig
-from lab.errors import ConfigError, ModelError, RuntimeConfigError
-from lab.export import PROVENANCE_FILE, cast_checked, check_export_inputs, export_merged, file_sha256
-from lab.export_gguf import check_gguf_support
-from lab.reproducibility import save_adapter
+from lab.core.config import ExportConfig
+from lab.core.errors import ConfigError, ModelError, RuntimeConfigError
+from lab.core.reproducibility import save_adapter
+from lab.export.gguf import check_gguf_support
+from lab.export.merged import PROVENANCE_FILE, cast_checked, check_export_inputs, export_merged, file_sha256
 
 from .conftest import REPO, make_config, stage_env
 
@@ -66,7 +66,7 @@ def lora_adapter(base_dir: Path, out: Path, noise: float) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from lab.modeling import load_tokenizer
+    from lab.model.loading import load_tokenizer
 
     lora = make_config().train.lora
     torch.manual_seed(0)

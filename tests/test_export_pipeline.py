@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.export import file_sha256
+from lab.export.merged import file_sha256
 
 from .conftest import TINY_LAB
 from .pipeline_copy import dvc, make_lab_copy

@@ -1,4 +1,4 @@
-"""The chat log as training data (lab/feedback.py) and the log file itself (lab/chat_log.py), on logs
+"""The chat log as training data (lab/data/feedback.py) and the log file itself (lab/chat/log.py), on logs
 written by the chat's own row writer: corrections, ratings through a conversation's history, the
 feedback filters in prepare and their counts, and appends that never damage earlier rows."""
 
@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from lab.chat_log import ChatLog, answer_row
-from lab.config import FeedbackConfig
-from lab.data import prepare
-from lab.errors import ConfigError, DataError
-from lab.feedback import feedback_filters
-from lab.formats import detect_format
-from lab.json_rows import read_json_rows
-from lab.rows import normalize_rows
+from lab.chat.log import ChatLog, answer_row
+from lab.core.config import FeedbackConfig
+from lab.core.errors import ConfigError, DataError
+from lab.data.feedback import feedback_filters
+from lab.data.formats import detect_format
+from lab.data.json_rows import read_json_rows
+from lab.data.prepare import prepare
+from lab.data.rows import normalize_rows
 
 from .conftest import REPO, make_config
 
@@ -164,7 +164,7 @@ def test_an_append_never_merges_with_a_line_cut_by_a_killed_writer(tmp_path):
 def test_a_killed_chat_leaves_whole_rows_only(tmp_path):
     """Rows appended by a process killed (SIGKILL) at a random point: every line written is whole JSON."""
     path = tmp_path / "log.jsonl"
-    script = ("import sys; from lab.chat_log import ChatLog; log = ChatLog(__import__('pathlib').Path(sys.argv[1]))\n"
+    script = ("import sys; from lab.chat.log import ChatLog; log = ChatLog(__import__('pathlib').Path(sys.argv[1]))\n"
               "row = {'id': 'x', 'source': 'chat', 'text': 'y' * 20000}\n"
               "while True: log.append(row)\n")
     process = subprocess.Popen([sys.executable, "-c", script, str(path)], env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from lab.errors import ConfigError
-from lab.filters import answer_text, apply_filters, symbol_share
+from lab.core.errors import ConfigError
+from lab.data.filters import answer_text, apply_filters, symbol_share
 
 from .conftest import make_config
 
@@ -105,7 +105,7 @@ def test_impossible_filter_values_are_config_errors(filters, message):
 def test_prepare_filters_only_the_training_rows_and_counts_each_filter_per_source(tmp_path):
     """Test, eval and validation rows are the same with or without filters: runs that differ in a
     filter are measured on the same examples."""
-    from lab.data import prepare
+    from lab.data.prepare import prepare
 
     rows = [{"conversations": [{"from": "human", "value": f"Question number {i} about topic {i}?"},
                                {"from": "gpt", "value": " ".join(f"word{i}x{j}" for j in range(2 + i % 10))}],

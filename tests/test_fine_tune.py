@@ -1,4 +1,4 @@
-"""A real (tiny) fine-tuning run through lab.training on the embedded model: what it returns,
+"""A real (tiny) fine-tuning run through lab.train.fine_tune on the embedded model: what it returns,
 writes and shows, and the one trl warning it silences."""
 
 import logging
@@ -6,12 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab.backends import check_lora_targets, load_trainable_model
-from lab.errors import ConfigError
-from lab.masking import tokenize_conversation
-from lab.reproducibility import full_determinism
-from lab.runtime import resolve_runtime
-from lab.training import (
+from lab.core.errors import ConfigError
+from lab.core.reproducibility import full_determinism
+from lab.model.runtime import resolve_runtime
+from lab.train.backends import check_lora_targets, load_trainable_model
+from lab.train.fine_tune import (
     _TRL_SFT_LOGGER,
     PADDING_FREE_WARNING,
     _is_padding_free_warning,
@@ -19,6 +18,7 @@ from lab.training import (
     fine_tune,
     sft_config,
 )
+from lab.train.masking import tokenize_conversation
 
 from .conftest import make_config
 from .test_training import CONVERSATION, SHORT
@@ -137,7 +137,7 @@ def test_training_params_reach_the_trainer(tmp_path):
     assert (plain.warmup_steps, plain.lr_scheduler_type.value, plain.max_grad_norm) == (5, "linear", 1.0)
     assert not plain.bf16 and plain.eval_strategy.value == "no"
     assert (plain.seed, plain.data_seed) == (make_config().seed,) * 2  # train.seed null: the top-level seed
-    # On CPU, torch's deterministic algorithms (lab.reproducibility); a GPU run keeps its speed.
+    # On CPU, torch's deterministic algorithms (lab.core.reproducibility); a GPU run keeps its speed.
     assert plain.full_determinism and full_determinism("cpu") and not full_determinism("cuda")
 
 

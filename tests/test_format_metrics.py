@@ -2,8 +2,8 @@
 
 import pytest
 
-from lab.answer_format import PARAMS_FOLLOW_UP
-from lab.format_metrics import aggregate_format, ends_with_answer_line, format_scores
+from lab.data.answer_format import PARAMS_FOLLOW_UP
+from lab.eval.format_metrics import aggregate_format, ends_with_answer_line, format_scores
 
 MATH_REFERENCE = "There are 40 × 30 = 1200 grams.\nAnswer: 1200"
 PARAM_REFERENCE = "`sort` takes:\n- `a`: Array to be sorted."

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from lab.data import load_raw_rows
-from lab.errors import DataError
-from lab.formats import FORMATS, detect_format, oasst_conversations
-from lab.rows import normalize_row, normalize_rows
+from lab.core.errors import DataError
+from lab.data.formats import FORMATS, detect_format, oasst_conversations
+from lab.data.prepare import load_raw_rows
+from lab.data.rows import normalize_row, normalize_rows
 
 from .conftest import make_config
 

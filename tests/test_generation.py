@@ -2,11 +2,11 @@
 
 import pytest
 
-import lab.generation as generation
-import lab.static_attention as static_attention
-import lab.static_decoder as static_decoder
-from lab.errors import ConfigError
-from lab.generation import encode_prompts, generate, resolve_decoder, stop_token_ids
+import lab.eval.decoder as static_decoder
+import lab.eval.generation as generation
+import lab.eval.span_attention as static_attention
+from lab.core.errors import ConfigError
+from lab.eval.generation import encode_prompts, generate, resolve_decoder, stop_token_ids
 
 from .conftest import make_config
 

@@ -1,4 +1,4 @@
-"""Per-example attention on CUDA (lab.attention): the varlen flash route against per-example SDPA, and
+"""Per-example attention on CUDA (lab.train.attention): the varlen flash route against per-example SDPA, and
 through the hf backend against transformers' masked SDPA, on the real embedded model (grouped-query
 attention: 9 query heads over 3 key/value heads).
 
@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
-from lab.attention import public_varlen, varlen_causal  # noqa: E402
+from lab.train.attention import public_varlen, varlen_causal  # noqa: E402
 
 from .conftest import make_config  # noqa: E402
 from .test_attention import _loss_and_grads, _packed_batch  # noqa: E402
@@ -55,13 +55,13 @@ def test_hf_backend_varlen_gives_the_masked_loss_and_gradients(embedded_model_di
     peft keeps the norms in fp32, so the queries arrive in fp32): train.packed_attention per_example (one
     varlen call a layer, counted) against library (transformers' SDPA under the block-diagonal mask), in
     bf16 tolerance; the same tokens as one sequence (the control) land far from both."""
-    import lab.attention
-    from lab.attention import attention_path
-    from lab.backends import load_trainable_model
-    from lab.runtime import resolve_runtime
+    import lab.train.attention
+    from lab.model.runtime import resolve_runtime
+    from lab.train.attention import attention_path
+    from lab.train.backends import load_trainable_model
 
     calls = []
-    monkeypatch.setattr(lab.attention, "varlen_causal",
+    monkeypatch.setattr(lab.train.attention, "varlen_causal",
                         lambda *args, **kwargs: calls.append(1) or varlen_causal(*args, **kwargs))
     results = {}
     for setting in ("per_example", "library"):

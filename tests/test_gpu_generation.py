@@ -23,8 +23,8 @@ CONVERSATIONS = [
 
 def test_cuda_graph_decoder_gives_generates_tokens(embedded_model_dir):
     """The static decoder replayed as a CUDA graph against transformers' generate, bf16, batched."""
-    from lab.generation import generate
-    from lab.modeling import load_for_inference
+    from lab.eval.generation import generate
+    from lab.model.loading import load_for_inference
 
     model, tokenizer = load_for_inference(embedded_model_dir, None, "cuda")
     prompts = [c[:-1] for c in CONVERSATIONS] * 4
@@ -43,8 +43,8 @@ def test_a_finetuned_model_runs_on_the_base_quantized_as_in_training(embedded_mo
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from lab.generation import generate
-    from lab.modeling import load_for_inference
+    from lab.eval.generation import generate
+    from lab.model.loading import load_for_inference
 
     adapter = tmp_path / "adapter"
     fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(embedded_model_dir),

@@ -27,10 +27,10 @@ def test_unsloth_padding_free_batches_give_the_padded_loss(embedded_model_dir, t
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from lab.backends import load_trainable_model
-    from lab.masking import tokenize_conversation
-    from lab.runtime import resolve_runtime
-    from lab.training import sft_config
+    from lab.model.runtime import resolve_runtime
+    from lab.train.backends import load_trainable_model
+    from lab.train.fine_tune import sft_config
+    from lab.train.masking import tokenize_conversation
 
     losses = {}
     for padding_free in (False, True):
@@ -60,10 +60,10 @@ def test_unsloth_padding_free_batches_give_the_padded_loss(embedded_model_dir, t
 def _sgd_step(embedded_model_dir, folder, micro_batch_tokens):
     """One Unsloth 4-bit optimizer step of plain SGD at lr 1 over the same 8 examples: the loss, and the
     LoRA weights' change (the step's gradient)."""
-    from lab.backends import load_trainable_model
-    from lab.masking import tokenize_conversation
-    from lab.runtime import resolve_runtime
-    from lab.training import run_training
+    from lab.model.runtime import resolve_runtime
+    from lab.train.backends import load_trainable_model
+    from lab.train.fine_tune import run_training
+    from lab.train.masking import tokenize_conversation
 
     from .test_microbatch_semantics import ANSWERS, QUESTIONS
 
@@ -99,17 +99,17 @@ def test_planned_forward_passes_learn_what_two_by_four_learns_on_unsloth(embedde
 
 
 def test_unsloth_varlen_route_gives_the_per_segment_loss(embedded_model_dir, tmp_path):
-    """train.packed_attention through Unsloth: per_example (one varlen flash call a layer, lab.attention's
+    """train.packed_attention through Unsloth: per_example (one varlen flash call a layer, lab.train.attention's
     route where this PyTorch lacks Unsloth's own) and library (Unsloth as shipped) score a padding-free
     batch alike, in bf16 tolerance."""
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from lab.attention import attention_path
-    from lab.backends import load_trainable_model
-    from lab.masking import tokenize_conversation
-    from lab.runtime import resolve_runtime
-    from lab.training import sft_config
+    from lab.model.runtime import resolve_runtime
+    from lab.train.attention import attention_path
+    from lab.train.backends import load_trainable_model
+    from lab.train.fine_tune import sft_config
+    from lab.train.masking import tokenize_conversation
 
     losses, paths = {}, {}
     for setting in ("library", "per_example"):

@@ -1,4 +1,4 @@
-"""The host allocator policy of the compute stages (lab/host_memory.py): freed memory stays mapped, so
+"""The host allocator policy of the compute stages (lab/core/host_memory.py): freed memory stays mapped, so
 a step's tensors allocated again after the last step's were freed cost few page faults; and both stages apply it."""
 
 import subprocess
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # itself is no reliable control).
 _REALLOCATION = textwrap.dedent("""
     import ctypes, resource, sys, torch
-    from lab.host_memory import keep_freed_memory
+    from lab.core.host_memory import keep_freed_memory
     applied = keep_freed_memory() if sys.argv[1] == "keep" else None
     def faults():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

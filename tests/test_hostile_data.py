@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.data import load_conversations, prepare, run_prepare
-from lab.errors import DataError
-from lab.json_rows import read_json_rows
-from lab.rows import normalize_rows
+from lab.core.errors import DataError
+from lab.data.json_rows import read_json_rows
+from lab.data.prepare import load_conversations, prepare, run_prepare
+from lab.data.rows import normalize_rows
 
 from .conftest import make_config
 
@@ -150,12 +150,12 @@ def test_prepare_outputs_are_all_or_none(tmp_path, monkeypatch):
     assert sorted(written) == ["data.json", "eval.jsonl", "test.jsonl", "train.jsonl", "validation.jsonl"]
     assert [json.loads(line) for line in written["train.jsonl"].splitlines()] == result["train"]
     # A failure while writing the last file (a full disk) leaves every earlier output as it was.
-    import lab.data
+    import lab.data.prepare
 
     def failing_write_json(*args: object) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(lab.data, "write_json", failing_write_json)
+    monkeypatch.setattr(lab.data.prepare, "write_json", failing_write_json)
     with pytest.raises(OSError, match="No space left"):
         run_prepare(config_for(path, test_size=0.5), data_dir, metrics)
     assert {p.name: p.read_bytes() for p in [*data_dir.iterdir(), metrics]} == written  # no stray temporary files

@@ -1,4 +1,4 @@
-"""lab.io's staged outputs and lab.cli's stop handling: outputs are committed together or not at all,
+"""lab.core.io's staged outputs and lab.core.cli's stop handling: outputs are committed together or not at all,
 a stop request never lands inside the commit, and what a killed writer left is swept at the next start."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import lab.io
-from lab.cli import Terminated, run_stage
-from lab.io import PARTIAL_SUFFIX, atomic_open, read_json, staged_outputs, sweep_partials, write_json
+import lab.core.io
+from lab.core.cli import Terminated, run_stage
+from lab.core.io import PARTIAL_SUFFIX, atomic_open, read_json, staged_outputs, sweep_partials, write_json
 
 
 def partials(root: Path) -> list[str]:
@@ -102,7 +102,7 @@ def test_a_stop_request_during_the_commit_is_held_until_every_output_is_in_place
 
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        monkeypatch.setattr(lab.io.os, "replace", replace_then_stop)
+        monkeypatch.setattr(lab.core.io.os, "replace", replace_then_stop)
         with pytest.raises(Terminated), staged_outputs(file, folder) as (staged_file, staged_folder):
             write_new(staged_file, staged_folder)
     finally:

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lab import leaderboard as lb
-from lab import leaderboard_report as report
-from lab.report_tables import interval
-from lab.stats import paired_bootstrap
+from lab.eval.stats import paired_bootstrap
+from lab.leaderboard import board as lb
+from lab.leaderboard import markdown as report
+from lab.report.tables import interval
 
 from .conftest import REPO, make_config
 
@@ -84,7 +84,7 @@ SUMMARY = "metrics/summary.json"
 
 
 def compare_json(finetuned: float, difference: float) -> dict[str, Any]:
-    """The summary's tests (lab.summary.headline's per-metric part)."""
+    """The summary's tests (lab.core.summary.headline's per-metric part)."""
     return {m: {"base": round(finetuned - difference, 6), "finetuned": finetuned, "difference": difference,
                 "ci_low": round(difference - 0.02, 6), "ci_high": round(difference + 0.02, 6), "p_value": 0.01}
             for m in ("rouge1", "rouge2", "rougeL", "semantic")}
@@ -268,7 +268,7 @@ EXAMPLES = 24
 
 
 def outputs(seed, lr, r):
-    """The summary (lab/summary.py's shape) and the fine-tuned predictions' rows for these params."""
+    """The summary (lab/core/summary.py's shape) and the fine-tuned predictions' rows for these params."""
     ids = [f"{seed}-{i}" for i in range(EXAMPLES)]  # the eval sample depends on the seed, as prepare's does
     rows = []
     for i, example in enumerate(ids):

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab.base_model import materialize_base_model
-from lab.chat import TEMPLATE_DATE, render_chat
-from lab.generation import encode_prompts, generate, stop_token_ids
-from lab.masking import tokenize_conversation, tokenize_for_training
-from lab.modeling import load_for_inference, load_tokenizer
-from lab.static_decoder import static_decoder_unsupported
+from lab.eval.decoder import static_decoder_unsupported
+from lab.eval.generation import encode_prompts, generate, stop_token_ids
+from lab.model.base import materialize_base_model
+from lab.model.chat_template import TEMPLATE_DATE, render_chat
+from lab.model.loading import load_for_inference, load_tokenizer
+from lab.train.masking import tokenize_conversation, tokenize_for_training
 
 from .conftest import REPO
 

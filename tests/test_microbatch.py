@@ -1,4 +1,4 @@
-"""Token-budget packing of a padding-free batch (lab.microbatch): whole examples, in order, and the
+"""Token-budget packing of a padding-free batch (lab.train.microbatch): whole examples, in order, and the
 param's checks. The learning semantics are pinned in tests/test_microbatch_semantics.py."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lab.errors import ConfigError
-from lab.microbatch import activation_bytes_per_token, pack_spans, resolve_budget, split_batch
+from lab.core.errors import ConfigError
+from lab.train.microbatch import activation_bytes_per_token, pack_spans, resolve_budget, split_batch
 
 from .conftest import make_config
 
@@ -81,8 +81,8 @@ def test_bad_micro_batch_tokens_are_refused(train, message):
 
 def test_auto_is_off_on_padded_batches():
     """A padded run (train.padding_free: false) keeps batch_size x grad_accum micro-batches under the default auto."""
-    from lab.microbatch import planned
-    from lab.training import sft_config
+    from lab.train.fine_tune import sft_config
+    from lab.train.microbatch import planned
 
     padded = make_config({"train": {"padding_free": False, "micro_batch_tokens": "auto"}})
     assert not planned(padded.train) and planned(make_config({"train": {"micro_batch_tokens": "auto"}}).train)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lab.backends import load_trainable_model
-from lab.masking import tokenize_conversation
-from lab.runtime import resolve_runtime
-from lab.training import run_training
+from lab.model.runtime import resolve_runtime
+from lab.train.backends import load_trainable_model
+from lab.train.fine_tune import run_training
+from lab.train.masking import tokenize_conversation
 
 from .conftest import make_config
 

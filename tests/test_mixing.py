@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from lab.errors import ConfigError, DataError
-from lab.mixing import curriculum_order, draw, mix_training, target_counts
+from lab.core.errors import ConfigError, DataError
+from lab.data.mixing import curriculum_order, draw, mix_training, target_counts
 
 from .conftest import make_config
 
@@ -131,7 +131,7 @@ def sharegpt(i: int, source: str | None, words: int) -> dict:
 
 
 def test_prepare_mixes_an_extra_source_to_proportions_and_writes_a_curriculum(tmp_path):
-    from lab.data import prepare
+    from lab.data.prepare import prepare
 
     main = write_rows(tmp_path / "main.jsonl", [sharegpt(i, "big", 3 + i % 7) for i in range(80)])
     extra = write_rows(tmp_path / "extra.jsonl", [sharegpt(100 + i, None, 3 + i % 5) for i in range(12)])
@@ -161,10 +161,10 @@ def test_the_trainer_reads_a_curriculum_in_file_order_and_shuffles_otherwise(emb
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from lab.backends import load_trainable_model
-    from lab.masking import tokenize_for_training
-    from lab.runtime import resolve_runtime
-    from lab.training import sft_config
+    from lab.model.runtime import resolve_runtime
+    from lab.train.backends import load_trainable_model
+    from lab.train.fine_tune import sft_config
+    from lab.train.masking import tokenize_for_training
 
     conversations = [{"messages": [{"role": "user", "content": f"Say {i}."},
                                    {"role": "assistant", "content": " ".join(["ok"] * (i + 1))}]}

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-from lab import runtime as lab_runtime
-from lab.errors import RuntimeConfigError
-from lab.runtime import cuda_memory_report, out_of_memory_advice
+from lab.core.errors import RuntimeConfigError
+from lab.model import runtime as lab_runtime
+from lab.model.runtime import cuda_memory_report, out_of_memory_advice
 
 from .conftest import make_config
 
@@ -62,7 +62,7 @@ def fake_model() -> Any:
 @pytest.mark.parametrize(("decoder", "inner"), [("generate", "_generate_batch"), ("static", "static_batch")])
 def test_generation_out_of_memory_names_the_batch_the_memory_and_the_evaluate_params(monkeypatch, fake_cuda,
                                                                                       decoder, inner):
-    from lab import generation
+    from lab.eval import generation
 
     monkeypatch.setattr(generation, "resolve_decoder", lambda model, decode: (decoder, None))
     monkeypatch.setattr(generation, inner, out_of_memory)
@@ -79,7 +79,7 @@ def test_generation_out_of_memory_names_the_batch_the_memory_and_the_evaluate_pa
 def test_graph_capture_does_not_swallow_out_of_memory(monkeypatch):
     """A capture that fails on some op falls back to eager decoding; one that runs out of memory
     must not (eager would run out too), so the error reaches the generation's report."""
-    from lab import static_decoder
+    from lab.eval import decoder as static_decoder
 
     steps: list[int] = []
 
@@ -122,7 +122,7 @@ class FakeTrainer:
 def test_training_out_of_memory_names_the_batch_the_memory_and_the_train_params(monkeypatch, tmp_path, checkpointing):
     import trl
 
-    from lab.training import run_training
+    from lab.train.fine_tune import run_training
 
     monkeypatch.setattr(trl, "SFTTrainer", FakeTrainer)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -147,7 +147,7 @@ def test_training_out_of_memory_with_a_token_budget_names_it_first(monkeypatch, 
     """With train.micro_batch_tokens, a forward pass holds up to that many tokens: the first remedy."""
     import trl
 
-    from lab.training import run_training
+    from lab.train.fine_tune import run_training
 
     monkeypatch.setattr(trl, "SFTTrainer", FakeTrainer)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.io import PARTIAL_SUFFIX
+from lab.core.io import PARTIAL_SUFFIX
 
 from .pipeline_copy import dvc, make_lab_copy, run
 

@@ -28,12 +28,12 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lab.config import load_config
-from lab.data import SPLITS, prepare
-from lab.errors import ConfigError, DataError
-from lab.io import read_jsonl
-from lab.json_rows import read_json_rows
-from lab.rows import normalize_rows
+from lab.core.config import load_config
+from lab.core.errors import ConfigError, DataError
+from lab.core.io import read_jsonl
+from lab.data.json_rows import read_json_rows
+from lab.data.prepare import SPLITS, prepare
+from lab.data.rows import normalize_rows
 
 from .conftest import REPO, make_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import provenance
+from lab.core import provenance
 
 CPUINFO = """processor\t: 0
 model name\t: Example CPU @ 2.0GHz
@@ -94,6 +94,6 @@ def test_result_header_names_script_revision_machine_and_versions(tmp_path: Path
 
 def test_package_versions_has_one_home() -> None:
     root = Path(__file__).resolve().parents[1]
-    definitions = [path for path in [*root.glob("lab/*.py"), *root.glob("benchmarks/*.py")]
+    definitions = [path for path in [*root.glob("lab/**/*.py"), *root.glob("benchmarks/*.py")]
                    if "def package_versions(" in path.read_text()]
-    assert definitions == [root / "lab" / "provenance.py"]
+    assert definitions == [root / "lab" / "core" / "provenance.py"]

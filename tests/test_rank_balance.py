@@ -1,4 +1,4 @@
-"""Balancing each optimizer step's tokens across data-parallel processes (lab.rank_balance): the
+"""Balancing each optimizer step's tokens across data-parallel processes (lab.train.rank_balance): the
 same examples per step, even loads on a FineTome-shaped length mix, and the same shards through
 accelerate's own sharding (BatchSamplerShard, prepare_data_loader) that the Trainer uses."""
 
@@ -14,7 +14,7 @@ import pytest
 from accelerate.data_loader import BatchSamplerShard, prepare_data_loader
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-from lab.rank_balance import (
+from lab.train.rank_balance import (
     BalancedSampler,
     balanced_order,
     balanced_train_sampler,

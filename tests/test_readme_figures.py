@@ -20,7 +20,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def header(script: str, gpu: str | None = None) -> dict[str, Any]:
-    """A result file's provenance header, as lab.provenance.result_header writes it."""
+    """A result file's provenance header, as lab.core.provenance.result_header writes it."""
     machine = {"cpu": "Test CPU 9000", "vector_extensions": ["avx2", "avx512f"], "cores": 2, "memory_gib": 8.0,
                "python": "3.11.7", "platform": "Linux", "torch": "2.13.0+cpu", "torch_threads": 2}
     if gpu:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.formats import resolve_format
-from lab.modeling import load_tokenizer
-from lab.rows import normalize_rows
+from lab.data.formats import resolve_format
+from lab.data.rows import normalize_rows
+from lab.model.loading import load_tokenizer
 
 from .conftest import REPO
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from lab import plots
-from lab.plots import plot_scores
-from lab.report import read_loss_curve, render
-from lab.report_tables import confidence_percent, main_table, matched_table
+from lab.report import plots
+from lab.report.build import read_loss_curve, render
+from lab.report.plots import plot_scores
+from lab.report.tables import confidence_percent, main_table, matched_table
 
 
 def eval_metrics(rouge_l: float, words: float) -> dict:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
-from lab.reproducibility import save_adapter
+from lab.core.reproducibility import save_adapter
 
 from .conftest import TINY_LAB_HASH_SEED, run_stage_process
 

@@ -1,4 +1,4 @@
-"""The router (lab/router.py) with the real all-MiniLM-L6-v2 embeddings: routing on a controlled set of three
+"""The router (lab/domains/router.py) with the real all-MiniLM-L6-v2 embeddings: routing on a controlled set of three
 clearly separate domains, the fallback below the threshold, the saved folder's round trip and its errors, and the
 routing metrics on hand-made routes."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.errors import ConfigError
-from lab.router import CENTROIDS_FILE, ROUTER_FILE, Route, Router, prompt_text
-from lab.router_fit import routing_metrics
+from lab.core.errors import ConfigError
+from lab.domains.router import CENTROIDS_FILE, ROUTER_FILE, Route, Router, prompt_text
+from lab.domains.routing import routing_metrics
 
 
 def user(text: str) -> list[dict[str, str]]:

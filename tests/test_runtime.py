@@ -2,10 +2,10 @@
 
 import pytest
 
-from lab.backends import CHECKPOINTING_MODES
-from lab.config import CheckpointingMode, allowed
-from lab.errors import RuntimeConfigError
-from lab.runtime import peak_memory_gib, resolve_runtime
+from lab.core.config import CheckpointingMode, allowed
+from lab.core.errors import RuntimeConfigError
+from lab.model.runtime import peak_memory_gib, resolve_runtime
+from lab.train.backends import CHECKPOINTING_MODES
 
 from .conftest import make_config
 

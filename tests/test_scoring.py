@@ -1,8 +1,8 @@
 import pytest
 from rouge_score import rouge_scorer
 
-from lab.report_tables import main_table, relative_change
-from lab.scoring import aggregate, length_stats, metric_value, rouge_scores, word_count
+from lab.eval.scoring import aggregate, length_stats, metric_value, rouge_scores, word_count
+from lab.report.tables import main_table, relative_change
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -77,7 +77,7 @@ def test_aggregate_means_plain_scores_beside_rouge():
 
 
 def test_rougelsum_and_the_whitespace_tokenizer_match_rouge_score():
-    from lab.scoring import WhitespaceTokenizer
+    from lab.eval.scoring import WhitespaceTokenizer
 
     prediction, reference = "Sort it.\nUse np.sort(a).", "Sorts an array.\nCall np.sort(a) here."
     ours = rouge_scores([prediction], [reference], True, ("rougeLsum",), "whitespace")[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import semantic
+from lab.eval import semantic
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = {
@@ -26,7 +26,7 @@ PAIRS = {
 }
 SCRIPT = """
 import json, sys
-from lab.semantic import _cached_model, load_embedding_model, semantic_similarity
+from lab.eval.semantic import _cached_model, load_embedding_model, semantic_similarity
 first = load_embedding_model()
 pairs = json.loads(sys.argv[1])
 scores = semantic_similarity([p for p, _ in pairs.values()], [r for _, r in pairs.values()], batch_size=2)

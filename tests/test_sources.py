@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.errors import ConfigError, DataError
+from lab.core.errors import ConfigError, DataError
 
 from .conftest import REPO, make_config
 
@@ -65,7 +65,7 @@ def pickled_copy(source: Path, out: Path) -> Path:
 
 
 def test_a_local_gguf_file_or_a_folder_of_one_loads_through_the_gguf_path(tmp_path, monkeypatch):
-    from lab import base_model
+    from lab.model import base as base_model
 
     read: list[Path] = []
     monkeypatch.setattr(base_model, "_from_gguf", lambda gguf: read.append(gguf) or ("model", "tokenizer"))
@@ -78,10 +78,10 @@ def test_a_local_gguf_file_or_a_folder_of_one_loads_through_the_gguf_path(tmp_pa
 def test_a_pickle_only_local_model_is_refused_with_the_reason_before_it_loads(tiny_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from lab.backends import load_trainable_model
-    from lab.base_model import materialize_base_model
-    from lab.modeling import load_for_inference
-    from lab.runtime import resolve_runtime
+    from lab.model.base import materialize_base_model
+    from lab.model.loading import load_for_inference
+    from lab.model.runtime import resolve_runtime
+    from lab.train.backends import load_trainable_model
 
     pickled = pickled_copy(tiny_dir, tmp_path / "pickled")
     reason = r"holds PyTorch pickle weights only \(pytorch_model.bin\), which can run code while they load"
@@ -123,10 +123,10 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("trust", [False, True])
 def test_trust_remote_code_and_safetensors_reach_every_model_and_tokenizer_load(tiny_dir, tmp_path, loads, trust):
-    from lab.backends import check_lora_targets, load_trainable_model
-    from lab.base_model import materialize_base_model
-    from lab.modeling import load_for_inference
-    from lab.runtime import resolve_runtime
+    from lab.model.base import materialize_base_model
+    from lab.model.loading import load_for_inference
+    from lab.model.runtime import resolve_runtime
+    from lab.train.backends import check_lora_targets, load_trainable_model
 
     config = make_config({"model": {"base": str(tiny_dir), "trust_remote_code": trust},
                           "train": {"backend": "hf", "quantization": "none"}})
@@ -145,7 +145,7 @@ def test_trust_remote_code_and_safetensors_reach_every_model_and_tokenizer_load(
 
 
 def test_a_model_that_ships_its_own_code_is_refused_unless_trust_remote_code(tiny_dir, tmp_path):
-    from lab.base_model import materialize_base_model
+    from lab.model.base import materialize_base_model
 
     custom = shutil.copytree(tiny_dir, tmp_path / "custom")
     config = json.loads((custom / "config.json").read_text())
@@ -219,7 +219,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def test_data_revision_reaches_the_hub_load_and_every_hub_commit_lands_in_the_data_metrics(fake_hub, tmp_path):
-    from lab.data import prepare
+    from lab.data.prepare import prepare
 
     extra = tmp_path / "extra.jsonl"
     extra.write_text("".join(json.dumps(row) + "\n" for row in chats("local", 10)))
@@ -237,7 +237,7 @@ def test_data_revision_reaches_the_hub_load_and_every_hub_commit_lands_in_the_da
 
 
 def test_a_pinned_dataset_commit_that_the_load_did_not_read_is_an_error(fake_hub):
-    from lab.data import load_raw_rows
+    from lab.data.prepare import load_raw_rows
 
     pinned = make_config({"data": {"source": "lab-test/chats", "revision": MAIN}}).data
     with pytest.raises(DataError, match=f"data.revision pins {MAIN} but the rows came from commit {TAGGED}"):

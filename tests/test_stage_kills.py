@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.io import PARTIAL_SUFFIX
+from lab.core.io import PARTIAL_SUFFIX
 
 from .conftest import run_stage_process, stage_argv, stage_env, stage_outputs
 
@@ -26,7 +26,7 @@ from .conftest import run_stage_process, stage_argv, stage_env, stage_outputs
 # set the old ones aside and the next ones rename the new ones in).
 KILL_SCRIPT = """
 import contextlib, json, os, runpy, signal, sys
-import lab.io
+import lab.core.io
 
 argv, point, signame = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 kind, _, count = point.partition(":")
@@ -38,7 +38,7 @@ def reached():
         os.kill(os.getpid(), getattr(signal, signame))
 
 if kind == "output":
-    real_open = lab.io.atomic_open
+    real_open = lab.core.io.atomic_open
 
     @contextlib.contextmanager
     def atomic_open(*args, **kwargs):
@@ -46,9 +46,9 @@ if kind == "output":
             yield handle
         reached()
 
-    lab.io.atomic_open = atomic_open
+    lab.core.io.atomic_open = atomic_open
 else:
-    real_commit, real_replace = lab.io._commit, os.replace
+    real_commit, real_replace = lab.core.io._commit, os.replace
 
     def replace(source, target):
         real_replace(source, target)
@@ -61,7 +61,7 @@ else:
         finally:
             os.replace = real_replace
 
-    lab.io._commit = commit
+    lab.core.io._commit = commit
 sys.argv = argv
 runpy.run_path(argv[0], run_name="__main__")
 """

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from lab import stats
-from lab.scoring import rouge_scores
-from lab.stats import (
+from lab.eval import stats
+from lab.eval.scoring import rouge_scores
+from lab.eval.stats import (
     bootstrap_mean_ci,
     cutoff_share,
     describe_length_effect,

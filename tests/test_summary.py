@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.pipeline_files import metrics_files, stage_flag_path
-from lab.summary import headline
+from lab.core.pipeline_files import metrics_files, stage_flag_path
+from lab.core.summary import headline
 
 from .conftest import REPO
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from lab.config import Optimizer, allowed
-from lab.errors import ConfigError
-from lab.masking import tokenize_conversation, tokenize_for_training
-from lab.training import tokenize_splits
+from lab.core.config import Optimizer, allowed
+from lab.core.errors import ConfigError
+from lab.train.fine_tune import tokenize_splits
+from lab.train.masking import tokenize_conversation, tokenize_for_training
 
 from .conftest import make_config
 
@@ -96,7 +96,7 @@ def test_padding_free_batch_gives_the_same_loss_as_a_padded_batch(base_model, to
     attend to each other: with SDPA, transformers builds a block-diagonal mask from the position
     ids. The control is the same flattened tokens and labels as ONE sequence (position ids that do
     not restart): there the second example sees the first, and the loss moves far outside the
-    tolerance. This is what makes silencing trl's padding-free warning safe (lab.training)."""
+    tolerance. This is what makes silencing trl's padding-free warning safe (lab.train.fine_tune)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     assert base_model.config._attn_implementation == "sdpa"
@@ -120,7 +120,7 @@ def test_padding_free_batch_gives_the_same_loss_as_a_padded_batch(base_model, to
 
 @pytest.mark.parametrize("optimizer", allowed(Optimizer))
 def test_every_allowed_optimizer_is_one_transformers_builds_and_steps_on_cpu(optimizer, tmp_path):
-    """train.optimizer reaches transformers as `optim` (lab.training.sft_config): each allowed name
+    """train.optimizer reaches transformers as `optim` (lab.train.fine_tune.sft_config): each allowed name
     must be one of its OptimizerNames and build an optimizer that steps here, on CPU (the 8-bit and
     paged ones through bitsandbytes, paged falling back to plain on CPU)."""
     from transformers import Trainer, TrainingArguments

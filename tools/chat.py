@@ -12,7 +12,7 @@ and the mixed one, its fallback). Prompts go through the model's
 chat template exactly as the evaluate stage renders them; decoding is greedy unless --temperature is
 above 0. --prompt answers one message and exits; otherwise messages are read one per line, typed at a
 prompt on a terminal or from a pipe. Commands: /new, /rate N (1-5), /fix TEXT, /help, /quit.
---log FILE appends one JSON line per answer (lab/chat_log.py); prepare trains on such a log when it
+--log FILE appends one JSON line per answer (lab/chat/log.py); prepare trains on such a log when it
 is data.source or one of data.mix.extra_sources (params.yaml `feedback`).
 """
 
@@ -27,13 +27,13 @@ import dataclasses  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from lab.chat_log import ChatLog  # noqa: E402
-from lab.chat_models import check_paths, load_chat_model, parse_adapters, routed_adapters  # noqa: E402
-from lab.chat_session import ChatSession, fixed_choice, input_lines, run_session  # noqa: E402
-from lab.chat_streaming import GenerationSettings  # noqa: E402
-from lab.cli import run_stage  # noqa: E402
-from lab.errors import LabError  # noqa: E402
-from lab.provenance import git_revision  # noqa: E402
+from lab.chat.log import ChatLog  # noqa: E402
+from lab.chat.models import check_paths, load_chat_model, parse_adapters, routed_adapters  # noqa: E402
+from lab.chat.session import ChatSession, fixed_choice, input_lines, run_session  # noqa: E402
+from lab.chat.streaming import GenerationSettings  # noqa: E402
+from lab.core.cli import run_stage  # noqa: E402
+from lab.core.errors import LabError  # noqa: E402
+from lab.core.provenance import git_revision  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def main() -> None:
     if args.router is not None:
         if args.use is not None:
             raise LabError("--use and --router both choose the adapter: give one")
-        from lab.router import Router
+        from lab.domains.router import Router
 
         router = Router.load(args.router)
         adapters = routed_adapters(args.router, adapters, [*router.domains, router.fallback])
@@ -98,7 +98,7 @@ def main() -> None:
     log = ChatLog(args.log) if args.log is not None else None
     import torch
 
-    from lab.runtime import resolve_device
+    from lab.model.runtime import resolve_device
 
     torch.set_num_threads(args.threads)
     chat = load_chat_model(args.model, adapters, resolve_device())

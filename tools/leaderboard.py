@@ -6,7 +6,7 @@ usage: python tools/leaderboard.py [--markdown metrics/leaderboard.md] [--plot m
 Run it from the repository root after a sweep (`dvc exp run --queue -S ...`, then `dvc queue start`).
 It is not a pipeline stage because it reads every experiment: it takes `dvc exp show --json` (or a
 saved copy of it, --exp-show-json), reads each run's per-example predictions from git (`git show
-REV:PATH`: every experiment is a commit), and ranks the runs with lab/leaderboard.py under the
+REV:PATH`: every experiment is a commit), and ranks the runs with lab/leaderboard/board.py under the
 bootstrap settings (`seed`, `compare.*`) of the baseline commit's params.yaml. Both outputs are written
 atomically.
 """
@@ -22,14 +22,15 @@ from typing import Any
 
 import yaml
 
-from lab import leaderboard, leaderboard_report
-from lab.cli import run_stage
-from lab.config import PARAMS_FILE, LabConfig, load_config
-from lab.errors import LabError
-from lab.io import atomic_open, write_text
-from lab.pipeline_files import committed_rows, committed_text, metrics_files, stage_flag_path
-from lab.report_tables import confidence_percent
-from lab.scoring import metric_label
+from lab.core.cli import run_stage
+from lab.core.config import PARAMS_FILE, LabConfig, load_config
+from lab.core.errors import LabError
+from lab.core.io import atomic_open, write_text
+from lab.core.pipeline_files import committed_rows, committed_text, metrics_files, stage_flag_path
+from lab.eval.scoring import metric_label
+from lab.leaderboard import board as leaderboard
+from lab.leaderboard import markdown as leaderboard_report
+from lab.report.tables import confidence_percent
 
 
 def exp_show(saved: Path | None) -> list[dict[str, Any]]:
