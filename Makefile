@@ -26,7 +26,7 @@ lint: setup
 test: setup lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
-# Wheels for an offline CUDA host (see README, "An air-gapped CUDA host"). SKIP lists the
+# Wheels for an offline CUDA host (docs/gpu.md, "An air-gapped CUDA host"). SKIP lists the
 # distributions the host already has (names or shell patterns), e.g. SKIP="torch nvidia-* triton".
 PYTHON_VERSION ?= 3.12
 ARCH ?= x86_64
@@ -39,7 +39,7 @@ wheelhouse: setup
 	$(BIN)/python tools/wheelhouse.py --out $(WHEELHOUSE) --python-version $(PYTHON_VERSION) --arch $(ARCH) --glibc $(GLIBC) \
 	  --skip $(foreach name,$(SKIP),'$(name)') --bitsandbytes-cuda $(BITSANDBYTES_CUDA)
 
-# The README's benchmark figures, rendered from benchmarks/results/ (a test runs the check).
+# The figure blocks of README.md and docs/*.md, rendered from benchmarks/results/ and the committed run (a test runs the check).
 figures: setup
 	$(BIN)/python benchmarks/readme_figures.py --write
 

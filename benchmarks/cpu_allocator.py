@@ -38,8 +38,8 @@ def train_steps(policy: str, steps: int) -> dict[str, Any]:
     applied = keep_freed_memory() if policy == "keep_freed" else False
     from transformers import TrainerCallback
 
-    from lab.core.config import load_config
     from lab.core.io import read_jsonl
+    from lab.core.params import load_config
     from lab.core.pipeline_files import stage_flag_path
     from lab.model.runtime import resolve_runtime
     from lab.train.backends import load_trainable_model
@@ -47,7 +47,7 @@ def train_steps(policy: str, steps: int) -> dict[str, Any]:
 
     config = load_config()
     runtime = resolve_runtime(config.train)
-    model, tokenizer = load_trainable_model(stage_flag_path("train", "--base"), config, runtime)
+    model, tokenizer = load_trainable_model(stage_flag_path("train", "--base"), config.training, runtime)
     rows, _, _ = tokenize_splits(tokenizer, read_jsonl(stage_flag_path("train", "--train-file")), [], config.train)
     ends: list[float] = []
 
@@ -57,7 +57,7 @@ def train_steps(policy: str, steps: int) -> dict[str, Any]:
             control.should_training_stop = state.global_step >= steps
 
     with tempfile.TemporaryDirectory() as checkpoints:  # the train stage's trainer, checkpoints and all
-        run_training(model, tokenizer, rows, [], config, runtime, Path(checkpoints), callbacks=[StopAfter()],
+        run_training(model, tokenizer, rows, [], config.training, runtime, Path(checkpoints), callbacks=[StopAfter()],
                      resume_from=None)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     step_s = [round(b - a, 2) for a, b in zip(ends, ends[1:], strict=False)]

@@ -49,9 +49,9 @@ def variant(name: str) -> Iterator[None]:
 def measure(batch_sizes: list[int], rounds: int) -> dict[str, Any]:
     """Each (variant, batch size) generation `rounds` times: seconds per run, new tokens, and
     whether all predictions matched the first run's."""
-    from lab.core.config import load_config
     from lab.core.host_memory import keep_freed_memory
     from lab.core.io import read_jsonl
+    from lab.core.params import load_config
     from lab.core.pipeline_files import stage_flag_path
     from lab.eval.generation import generate
     from lab.model.loading import load_for_inference

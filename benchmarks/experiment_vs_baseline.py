@@ -23,9 +23,9 @@ from typing import Any
 
 from pipeline import run_pipeline  # benchmarks/, beside this script
 
-from lab.core.config import load_config
 from lab.core.errors import LabError
 from lab.core.io import read_jsonl, write_json
+from lab.core.params import load_config
 from lab.core.pipeline_files import committed_rows, stage_flag_path
 from lab.core.provenance import git_revision, result_header
 from lab.eval.scoring import metric_value

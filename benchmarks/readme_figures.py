@@ -1,12 +1,18 @@
-"""Render the README's benchmark figures from the result files, so that it quotes no number a file lacks.
+"""Render the figure blocks of the README and docs/ from the result files, so that they quote no number a file lacks.
 
-usage: python benchmarks/readme_figures.py --check | --write [--readme README.md] [--results benchmarks/results]
+usage: python benchmarks/readme_figures.py --check | --write [--files FILE ...] [--results benchmarks/results]
 
-README.md holds one generated block per benchmark, between `<!-- figures:NAME -->` and
+README.md and every docs/*.md may hold generated blocks, between `<!-- figures:NAME -->` and
 `<!-- /figures:NAME -->`, rendered from benchmarks/results/NAME.json and any NAME_*.json (the same
-benchmark on other machines). A benchmark with no file renders "not measured yet" and the command
-that measures it. --write rewrites the blocks in place; --check exits 1 naming every stale or
-missing block, and every result file that does not name the script and revision that wrote it.
+benchmark on other machines), or from the committed run's own files. A block is rendered wherever it
+appears (a file may hold several, two files the same one), with its links written relative to the file
+that holds it. A benchmark with no file renders "not measured yet" and the command that measures it.
+--write rewrites the blocks in place; --check exits 1 naming the file and block of every stale or
+unknown block, every known block that appears in no file, every result file that does not name the
+script and revision that wrote it, and every line of the files that quotes an absolute path of a
+machine (a command whose file still names the checkout that ran it by an absolute path is shown with
+its paths relative to the repository root, or as <outside>/NAME outside it, as lab.core.provenance
+now records them).
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -46,7 +53,44 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
 
 
-def provenance_text(path: Path, result: dict[str, Any]) -> str:
+# Folders at the root of some machine: a line of the README or docs/ that quotes one names a path of the
+# machine it was written on, which no reader's clone has.
+MACHINE_PATH = re.compile(r"(?<![\w.~/-])/(?:work|root|tmp|data|home|mnt|Users|scratch|opt|srv|workspace|models)/")
+
+
+def shown_script(script: str, repo_root: Path = REPO_ROOT) -> tuple[str, PurePosixPath | None]:
+    """The script relative to the repository root, and the checkout it ran from where the result file
+    names it by an absolute path (a file written before results recorded it relative): the longest tail
+    of that path that is a file of this repository. (script, None) for a relative path;
+    ("<outside>/NAME", None) for none found."""
+    path = PurePosixPath(script)
+    if not path.is_absolute():
+        return script, None
+    for start in range(1, len(path.parts)):
+        tail = PurePosixPath(*path.parts[start:])
+        if (repo_root / tail).is_file():
+            return tail.as_posix(), PurePosixPath(*path.parts[:start])
+    return f"<outside>/{path.name}", None
+
+
+def shown_argument(argument: str, checkout: PurePosixPath | None) -> str:
+    """An argument as the docs show it: an absolute path inside the checkout that ran the script
+    relative to it, any other absolute path as <outside>/NAME, as lab.core.provenance records a path
+    outside the repository (also as the value of KEY=VALUE)."""
+    key, equals, value = argument.partition("=")
+    if not equals or not value.startswith("/"):
+        key, equals, value = "", "", argument
+    if not value.startswith("/"):
+        return argument
+    path = PurePosixPath(value)
+    if checkout is not None and path.is_relative_to(checkout) and path != checkout:
+        shown = path.relative_to(checkout).as_posix()
+    else:
+        shown = f"<outside>/{path.name}"
+    return f"{key}{equals}{shown}"
+
+
+def provenance_text(path: Path, result: dict[str, Any], repo_root: Path = REPO_ROOT) -> str:
     """Which file, written by which command at which revision, when and on what."""
     revision = result.get("git_revision")
     commit = f"commit `{revision['commit'][:10]}`" if revision else "no git revision"
@@ -54,7 +98,8 @@ def provenance_text(path: Path, result: dict[str, Any]) -> str:
         commit += " with uncommitted changes"
     elif revision and revision.get("from"):
         commit += f" (named by {revision['from']})"
-    command = " ".join(["python", result.get("script", "(unknown script)"), *result.get("arguments", [])])
+    script, checkout = shown_script(result.get("script", "(unknown script)"), repo_root)
+    command = " ".join(["python", script, *(shown_argument(a, checkout) for a in result.get("arguments", []))])
     return (f"`{path.name}`: `{command}` at {commit}, {result['date'][:10]}, on {machine_text(result['machine'])}.")
 
 
@@ -132,8 +177,8 @@ def render_leaderboard(repo_root: Path) -> str:
     path = repo_root / MARKDOWN_FILE
     if not path.is_file():
         return f"Not run yet: `python tools/leaderboard.py` after a sweep writes {MARKDOWN_FILE}.\n"
-    lines = path.read_text().splitlines()[1:]  # its own title: the README's section heading says it
-    body = "\n".join(f"###{line}" if line.startswith("#") else line for line in lines).strip()
+    lines = path.read_text().splitlines()[1:]  # its own title: the section heading around the block says it
+    body = "\n".join(f"#{line}" if line.startswith("#") else line for line in lines).strip()
     return f"{body}\n\n![Leaderboard]({PLOT_FILE.as_posix()})\n"
 
 
@@ -146,7 +191,7 @@ def result_files(name: str, results_dir: Path) -> list[Path]:
     return sorted([*results_dir.glob(f"{name}.json"), *results_dir.glob(f"{name}_*.json")])
 
 
-def render_block(name: str, results_dir: Path) -> str:
+def render_block(name: str, results_dir: Path, repo_root: Path = REPO_ROOT) -> str:
     """The body of block `name`: each of its result files with its provenance, or "not measured yet"."""
     command, render = BLOCKS[name]
     files = result_files(name, results_dir)
@@ -155,15 +200,29 @@ def render_block(name: str, results_dir: Path) -> str:
     parts = []
     for path in files:
         result = json.loads(path.read_text())
-        parts.append(provenance_text(path, result) + "\n\n" + render(result))
+        parts.append(provenance_text(path, result, repo_root) + "\n\n" + render(result))
     return "\n\n".join(parts) + "\n"
 
 
-def render_readme(text: str, results_dir: Path, repo_root: Path = REPO_ROOT) -> tuple[str, list[str]]:
-    """`text` with every figures block rendered anew, and the names of those that changed or are
-    missing (a block with no markers in `text`, or markers naming no benchmark)."""
+# A markdown link or image to a path (no scheme, no anchor, no absolute path): the renderers write them
+# relative to the repository root.
+LINK = re.compile(r"(\]\()(?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+)(\))")
+
+
+def relink(body: str, folder: Path, repo_root: Path = REPO_ROOT) -> str:
+    """`body` with its repository-relative links made relative to `folder`, where the file holding it is."""
+    if folder.resolve() == repo_root.resolve():
+        return body
+    return LINK.sub(lambda m: m[1] + Path(os.path.relpath(repo_root / m[2], folder)).as_posix() + m[3], body)
+
+
+def render_text(text: str, results_dir: Path, repo_root: Path = REPO_ROOT, folder: Path | None = None,
+                links_root: Path | None = None) -> tuple[str, list[str], set[str]]:
+    """`text` (a file in `folder`, by default the repository root) with every figures block rendered
+    anew, its links relative to `folder` (they point into `links_root`, by default the repository root);
+    the blocks that changed or name no benchmark; and the names of the blocks it holds."""
     problems: list[str] = []
-    found = set()
+    found: set[str] = set()
 
     def replace(match: re.Match[str]) -> str:
         name = match["name"]
@@ -171,18 +230,62 @@ def render_readme(text: str, results_dir: Path, repo_root: Path = REPO_ROOT) -> 
         if name in METRICS_BLOCKS:
             body = METRICS_BLOCKS[name](repo_root)
         elif name in BLOCKS:
-            body = render_block(name, results_dir)
+            body = render_block(name, results_dir, repo_root)
         else:
             problems.append(f"figures:{name} names no benchmark (known: {', '.join([*BLOCKS, *METRICS_BLOCKS])})")
             return match[0]
+        body = relink(body, folder or repo_root, links_root or repo_root)
         if body != match["body"]:
             problems.append(f"figures:{name} is stale")
         return match[1] + body + match[4]
 
-    rendered = BLOCK.sub(replace, text)
-    problems += [f"figures:{name} is missing from the README" for name in [*BLOCKS, *METRICS_BLOCKS]
+    return BLOCK.sub(replace, text), problems, found
+
+
+def machine_paths(text: str) -> list[str]:
+    """Each line of `text` that quotes an absolute path of some machine, as 'line N: the path'."""
+    return [f"line {number}: {match[0]}..." for number, line in enumerate(text.splitlines(), 1)
+            for match in [MACHINE_PATH.search(line)] if match]
+
+
+def doc_files(repo_root: Path = REPO_ROOT) -> list[Path]:
+    """The files whose blocks are rendered: README.md and every docs/*.md."""
+    return [repo_root / "README.md", *sorted((repo_root / "docs").glob("*.md"))]
+
+
+def render_files(files: list[Path], results_dir: Path,
+                 repo_root: Path = REPO_ROOT) -> tuple[dict[Path, str], list[tuple[Path | None, str]]]:
+    """Each file's text with its blocks rendered anew, and the problems, each with the file it is in
+    (None: a known block that appears in no file)."""
+    rendered: dict[Path, str] = {}
+    problems: list[tuple[Path | None, str]] = []
+    found: set[str] = set()
+    root = links_root(files, repo_root)
+    for path in files:
+        text, file_problems, names = render_text(path.read_text(), results_dir, repo_root, path.parent, root)
+        rendered[path] = text
+        found |= names
+        problems += [(path, problem) for problem in file_problems]
+        problems += [(path, f"quotes an absolute path, {where}") for where in machine_paths(text)]
+    shown = ", ".join(_shown(path, repo_root) for path in files)
+    problems += [(None, f"figures:{name} appears in no file ({shown})") for name in [*BLOCKS, *METRICS_BLOCKS]
                  if name not in found]
     return rendered, problems
+
+
+def links_root(files: list[Path], repo_root: Path = REPO_ROOT) -> Path:
+    """The folder a rendered link is relative to: the repository root, or, for files outside it (a copy
+    of the README and docs/ elsewhere), the folder that holds them all."""
+    if all(path.resolve().is_relative_to(repo_root.resolve()) for path in files):
+        return repo_root
+    return Path(os.path.commonpath([path.resolve().parent for path in files]))
+
+
+def _shown(path: Path, repo_root: Path = REPO_ROOT) -> str:
+    """`path` relative to the repository root where it lies inside it."""
+    with contextlib.suppress(ValueError):
+        return path.resolve().relative_to(repo_root.resolve()).as_posix()
+    return str(path)
 
 
 def _tables_dirs(results_dir: Path) -> set[Path]:
@@ -211,6 +314,8 @@ def provenance_problems(results_dir: Path, repo_root: Path = REPO_ROOT) -> list[
             problems.append(f"{path}: not a JSON result file")
             continue
         script = result.get("script") if isinstance(result, dict) else None
+        if isinstance(script, str):
+            script = shown_script(script, repo_root)[0]
         if not script or not (repo_root / script).is_file():
             problems.append(f"{path}: names no script of the repository ({script!r})")
         elif not result.get("git_revision"):
@@ -221,22 +326,25 @@ def provenance_problems(results_dir: Path, repo_root: Path = REPO_ROOT) -> list[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--check", action="store_true", help="exit 1 if a block is stale or missing")
-    mode.add_argument("--write", action="store_true", help="rewrite the blocks of the README in place")
-    parser.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 if a block is stale, unknown or nowhere")
+    mode.add_argument("--write", action="store_true", help="rewrite the blocks of the files in place")
+    parser.add_argument("--files", type=Path, nargs="+", default=None,
+                        help="the markdown files whose blocks to render (default: README.md and docs/*.md)")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    text = args.readme.read_text()
-    rendered, problems = render_readme(text, args.results)
-    problems += provenance_problems(args.results)
-    if args.write and rendered != text:
-        write_text(args.readme, rendered)
-        print(f"{args.readme}: figures rewritten")
-    unfixed = [p for p in problems if not (args.write and p.endswith(" is stale"))]
-    for problem in unfixed:
-        print(f"{args.readme if problem.startswith('figures:') else 'results'}: {problem}", file=sys.stderr)
-    if args.check and any(p.endswith(" is stale") for p in unfixed):
-        print("run `python benchmarks/readme_figures.py --write`", file=sys.stderr)
+    files = args.files or doc_files()
+    rendered, problems = render_files(files, args.results)
+    for path, text in rendered.items():
+        if args.write and text != path.read_text():
+            write_text(path, text)
+            print(f"{_shown(path)}: figures rewritten")
+    unfixed = [(path, p) for path, p in problems if not (args.write and p.endswith(" is stale"))]
+    unfixed += [("results", p) for p in provenance_problems(args.results)]
+    for path, problem in unfixed:
+        where = _shown(path) if isinstance(path, Path) else path
+        print(f"{where}: {problem}" if where else problem, file=sys.stderr)
+    if args.check and any(p.endswith(" is stale") for _, p in unfixed):
+        print("run `python benchmarks/readme_figures.py --write` (make figures)", file=sys.stderr)
     return 1 if unfixed else 0
 
 

@@ -1,4 +1,4 @@
-"""The reference lab rehearsed end to end on a CUDA host without the Hub: the README's full-lab command
+"""The reference lab rehearsed end to end on a CUDA host without the Hub: the full-lab command of docs/gpu.md
 through `dvc exp run`, on a rehearsal base and FineTome-shaped data, each stage timed, and the full
 lab's time projected from what was measured.
 
@@ -6,8 +6,8 @@ usage: python benchmarks/rehearsal.py --base DIR --data FILE --out benchmarks/re
        [--train-examples 2000] [--full-examples 85000]
 
 DIR comes from benchmarks/rehearsal_base.py (Llama-3.2-3B-Instruct's architecture, random weights, the
-real tokenizer), FILE from benchmarks/finetome_shaped.py (100,000 rows). The command is the README's own,
-read from its "The full lab" section so that the two cannot drift, with three params changed:
+real tokenizer), FILE from benchmarks/finetome_shaped.py (100,000 rows). The command is the docs' own,
+read from the "The full lab" section of docs/gpu.md so that the two cannot drift, with three params changed:
 model.base, data.source and data.max_train_examples (a training slice; all 85,000 conversations would
 take hours). Everything else runs at the full lab's size: prepare reads the whole file, the base model
 is converted at its real size, and both evaluations generate 256 tokens for 100 examples (random weights
@@ -41,26 +41,31 @@ from typing import Any
 
 from pipeline import measured, run_pipeline  # benchmarks/, beside this script
 
-from lab.core.config import load_config
 from lab.core.errors import LabError
 from lab.core.io import read_json, read_jsonl, write_json
+from lab.core.params import load_config
 from lab.core.pipeline_files import stage_flag_path
-from lab.core.provenance import result_header
+from lab.core.provenance import portable_argument, portable_path, repository_root, result_header
 from lab.model.loading import load_tokenizer
 from lab.train.masking import tokenize_for_training
 
-FULL_LAB_SECTION = "### The full lab"
+# The heading of the section whose first bash block is the full-lab command (docs/gpu.md's "## The full lab",
+# README.md's "## The full lab on a GPU").
+FULL_LAB_SECTION = re.compile(r"^#{2,3} The full lab\b.*$", re.MULTILINE)
+FULL_LAB_DOC = Path("docs/gpu.md")
 # FineTome-100k's 100,000 conversations less the 15% test split (data.test_size).
 FULL_EXAMPLES = 85_000
 REHEARSED_KEYS = ("model.base", "data.source", "data.max_train_examples")
 
 
-def full_lab_settings(readme: str) -> list[str]:
-    """The KEY=VALUE of every `-S` in the README's full-lab command (the first bash block of its section)."""
-    _, found, section = readme.partition(FULL_LAB_SECTION)
-    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL) if found else None
+def full_lab_settings(doc: str) -> list[str]:
+    """The KEY=VALUE of every `-S` in the full-lab command of `doc` (the first bash block of the section
+    headed "The full lab", up to the next heading)."""
+    heading = FULL_LAB_SECTION.search(doc)
+    section = re.split(r"^#{1,3} ", doc[heading.end():], maxsplit=1, flags=re.MULTILINE)[0] if heading else ""
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
     if block is None:
-        raise LabError(f"README: no bash block under {FULL_LAB_SECTION!r}")
+        raise LabError(f"no bash block under a heading {FULL_LAB_SECTION.pattern!r}")
     words = shlex.split(block[1].replace("\\\n", " "))
     return [words[index + 1] for index, word in enumerate(words[:-1]) if word == "-S"]
 
@@ -72,7 +77,7 @@ def rehearsal_settings(full_lab: list[str], base: Path, data: Path, train_exampl
     keys = [setting.partition("=")[0] for setting in full_lab]
     missing = [key for key in REHEARSED_KEYS if key not in keys]
     if missing:
-        raise LabError(f"the README's full-lab command sets no {', '.join(missing)}")
+        raise LabError(f"the full-lab command of {FULL_LAB_DOC} sets no {', '.join(missing)}")
     return [f"{key}={values[key]}" if key in values else setting for key, setting in zip(keys, full_lab, strict=True)]
 
 
@@ -122,7 +127,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the training slice (data.max_train_examples): 250 optimizer steps at batch 2 x 4")
     parser.add_argument("--full-examples", type=int, default=FULL_EXAMPLES,
                         help="training conversations of the full lab, for the projection")
-    parser.add_argument("--readme", type=Path, default=Path("README.md"), help="where the full-lab command is")
+    parser.add_argument("--doc", "--readme", type=Path, default=FULL_LAB_DOC,
+                        help="where the full-lab command is (the first bash block under \"The full lab\")")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a further -S setting the host needs (e.g. evaluate.semantic_similarity=false where "
                              "the embedding model's wheel is not installed); recorded in params_set and extra_settings")
@@ -140,14 +146,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    settings = rehearsal_settings(full_lab_settings(args.readme.read_text()), args.base, args.data,
+    settings = rehearsal_settings(full_lab_settings(args.doc.read_text()), args.base, args.data,
                                   args.train_examples) + args.set
     import torch
 
     if not torch.cuda.is_available():
         raise SystemExit("the rehearsal times the full lab's GPU path: run it on a CUDA host")
     # Before the run, which rewrites dvc.lock and metrics/: the revision is the code that ran.
-    header = result_header(__file__, "the README's full-lab command on a rehearsal base, each stage timed, "
+    header = result_header(__file__, "the full-lab command of docs/gpu.md on a rehearsal base, each stage timed, "
                                      "the full lab projected")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # whatever still asks the Hub fails at once
     seconds = run_pipeline(settings)
@@ -156,9 +162,11 @@ def main() -> None:
     tokenize_s = tokenize_seconds(stage_flag_path("train", "--base"), stage_flag_path("train", "--train-file"),
                                   config.train.max_seq_length, config.train.long_sequences)
     training = project_training(seconds["train"], train, tokenize_s, args.full_examples, config.train.epochs)
-    result = {**header, "params_set": settings, "extra_settings": args.set,
+    root = repository_root(__file__)  # the paths it ran with, recorded as the header's arguments are
+    result = {**header, "params_set": [portable_argument(setting, root) for setting in settings],
+              "extra_settings": [portable_argument(setting, root) for setting in args.set],
               "rehearsal_base": rehearsal_marker(args.base),
-              "data_file": {"path": str(args.data), "bytes": args.data.stat().st_size},
+              "data_file": {"path": portable_path(str(args.data), root), "bytes": args.data.stat().st_size},
               "stage_seconds": seconds, "total_seconds": round(sum(seconds.values()), 1),
               "evaluate_seconds": {side: seconds.get(f"evaluate_{side}") for side in ("base", "finetuned")},
               **measured(seconds), "train_data": train["data"], "tokenize_seconds": round(tokenize_s, 2),

@@ -1,5 +1,5 @@
-"""How each benchmark's result file reads in the README: one renderer per result, and the number
-formats they share (benchmarks/readme_figures.py puts them into the README's figure blocks)."""
+"""How each benchmark's result file reads in the README and docs/: one renderer per result, and the number
+formats they share (benchmarks/readme_figures.py puts them into the figure blocks of README.md and docs/*.md)."""
 
 from __future__ import annotations
 
@@ -220,7 +220,7 @@ def render_rehearsal(result: dict[str, Any]) -> str:
     extra = result.get("extra_settings") or []
     return (f"{base.get('architecture', 'the model')} with **random weights** ({base.get('parameters', 0):,} "
             f"parameters; its answers are noise, so its ROUGE means nothing) on "
-            f"{result['rows']['raw']:,} FineTome-shaped conversations, the README's full-lab command with a "
+            f"{result['rows']['raw']:,} FineTome-shaped conversations, the full-lab command of docs/gpu.md with a "
             f"training slice of {result['rows']['train']:,} conversations ({train['steps']} optimizer steps)"
             + (f" and {', '.join(f'`{s}`' for s in extra)}" if extra else "") + ". "
             f"Training ran at **{number(train['tokens_per_s'], 0)} tokens/s**, peak GPU memory "

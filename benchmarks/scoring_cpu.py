@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from lab.core.config import LabConfig, load_config
+from lab.core.config import LabConfig
 from lab.core.io import write_json
+from lab.core.params import load_config
 from lab.core.provenance import result_header
 from lab.eval import stats
 from lab.eval.comparison import compare
@@ -120,7 +121,8 @@ def score_all(rows: list[dict[str, Any]], base: list[str], finetuned: list[str],
         stats.gallery(scored["base"], scored["finetuned"], compare_config.headline_metric,
                       compare_config.gallery_examples)))
     # What `dvc repro` runs: the compare stage's own computation, with params.yaml as committed.
-    timed(seconds, "compare_stage_all_statistics", lambda: compare(config, scored["base"], scored["finetuned"]))
+    timed(seconds, "compare_stage_all_statistics",
+          lambda: compare(config.comparison, scored["base"], scored["finetuned"]))
     headline = compare_config.headline_metric if compare_config.headline_metric in matched["base"] else "rougeL"
     matched_gain = float(np.mean(matched["finetuned"][headline]) - np.mean(matched["base"][headline]))
     sentence = stats.describe_length_effect(bootstrap[10000][headline]["difference"], matched_gain,

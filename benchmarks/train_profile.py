@@ -44,13 +44,13 @@ def profile_variant(backend: str, variant: str, model_dir: Path, seed: int, tabl
     from datasets import Dataset
     from transformers import TrainerCallback
 
+    from lab.train.arguments import sft_config
     from lab.train.attention import attention_path
     from lab.train.backends import load_trainable_model
-    from lab.train.fine_tune import sft_config
     from lab.train.microbatch import plan_budget
     from lab.train.trainer import lab_trainer
 
-    model, tokenizer = load_trainable_model(model_dir, config, runtime)
+    model, tokenizer = load_trainable_model(model_dir, config.training, runtime)
     steps = WARMUP_STEPS + PROFILED_STEPS
     rows = synthetic_rows(sample_lengths(steps * 8, seed), LLAMA_3B["vocab_size"], seed)
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
@@ -69,7 +69,7 @@ def profile_variant(backend: str, variant: str, model_dir: Path, seed: int, tabl
                 marks["t1"] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as work_dir:
-        args = sft_config(config, runtime, Path(work_dir))
+        args = sft_config(config.training, runtime, Path(work_dir))
         args.max_steps = steps
         trainer = lab_trainer(plan_budget(config.train, model, runtime), model=model, args=args,
                               train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[Window()])

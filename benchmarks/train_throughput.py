@@ -96,7 +96,7 @@ def variant_overrides(backend: str, variant: str, seed: int, batch: tuple[int, i
 
 def variant_config(backend: str, variant: str, seed: int, batch: tuple[int, int]) -> Any:
     """params.yaml with the variant's overrides, validated as the pipeline's own config is."""
-    from lab.core.config import load_config
+    from lab.core.params import load_config
 
     return load_config(PARAMS_FILE, overrides=variant_overrides(backend, variant, seed, batch))
 
@@ -149,22 +149,22 @@ def run_variant(backend: str, variant: str, model_dir: Path, steps: int, seed: i
     import torch
     from datasets import Dataset
 
+    from lab.train.arguments import sft_config
     from lab.train.attention import attention_path
     from lab.train.backends import load_trainable_model
-    from lab.train.fine_tune import sft_config
     from lab.train.microbatch import plan_budget
     from lab.train.trainer import lab_trainer
 
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    model, tokenizer = load_trainable_model(model_dir, config, runtime)
+    model, tokenizer = load_trainable_model(model_dir, config.training, runtime)
     load_s = time.perf_counter() - started
     lengths = sample_lengths(steps * config.train.batch_size * config.train.grad_accum, seed)
     marks: dict[str, float] = {}
     step_ends: list[float] = [started]  # per-step wall times show compiles or recompiles inside the window
     with tempfile.TemporaryDirectory() as work_dir:
         trainer = lab_trainer(plan_budget(config.train, model, runtime), model=model,
-                              args=sft_config(config, runtime, Path(work_dir)),
+                              args=sft_config(config.training, runtime, Path(work_dir)),
                               train_dataset=Dataset.from_list(synthetic_rows(lengths, LLAMA_3B["vocab_size"], seed)),
                               processing_class=tokenizer, callbacks=[step_clock(marks, step_ends)])
         counter = CountingCollator(trainer.data_collator)

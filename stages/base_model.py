@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
 from lab.core.io import atomic_dir, write_json
+from lab.core.params import load_config
 from lab.model.base import materialize_base_model
 
 

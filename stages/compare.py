@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
 from lab.core.io import read_jsonl, staged_outputs, write_json, write_jsonl
+from lab.core.params import load_config
 from lab.eval.comparison import compare
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     outputs = (args.predictions_dir / "paired.jsonl", args.gallery, args.metrics)
     with staged_outputs(*outputs) as (paired_path, gallery_path, metrics_path):
         config = load_config()
-        metrics, gallery, paired_rows = compare(config, read_jsonl(args.predictions_dir / "base.jsonl"),
+        metrics, gallery, paired_rows = compare(config.comparison, read_jsonl(args.predictions_dir / "base.jsonl"),
                                                 read_jsonl(args.predictions_dir / "finetuned.jsonl"))
         write_jsonl(paired_path, paired_rows)
         write_json(gallery_path, gallery)

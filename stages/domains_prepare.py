@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
+from lab.core.params import load_config
 from lab.domains.data import run_domains_prepare
 
 

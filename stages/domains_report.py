@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
 from lab.core.io import staged_outputs, write_json, write_text
+from lab.core.params import load_config
 from lab.domains.report import build_domain_report
 
 

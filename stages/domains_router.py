@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
 from lab.core.io import read_jsonl, staged_outputs, write_json
+from lab.core.params import load_config
 from lab.domains.routing import fit_router
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="output: the router's record (JSON)")
     args = parser.parse_args()
     with staged_outputs(args.router, args.metrics) as (router_path, metrics_path):
-        router, record = fit_router(load_config(), args.data_dir, read_jsonl(args.eval_file))
+        router, record = fit_router(load_config().domains, args.data_dir, read_jsonl(args.eval_file))
         router.save(router_path)
         write_json(metrics_path, record)
     print(f"domains_router: accuracy {record['accuracy']:.1%}, fallback {record['fallback_rate']:.1%}, misrouted "

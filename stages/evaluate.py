@@ -14,9 +14,9 @@ import argparse
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
 from lab.core.host_memory import keep_freed_memory
 from lab.core.io import read_jsonl, staged_outputs, write_json, write_jsonl
+from lab.core.params import load_config
 from lab.eval.evaluation import base_quantization, evaluate
 from lab.model.loading import load_for_inference
 from lab.model.runtime import resolve_device
@@ -37,10 +37,10 @@ def main() -> None:
     keep_freed_memory()  # prefill and decode reallocate their tensors: keep their pages mapped (lab.core.host_memory)
     with staged_outputs(args.predictions, args.metrics) as (predictions_path, metrics_path):
         config = load_config()
-        quantization = base_quantization(config, finetuned=args.model == "finetuned")
+        quantization = base_quantization(config.evaluation, finetuned=args.model == "finetuned")
         model, tokenizer = load_for_inference(args.base, args.adapter, resolve_device(), quantization,
                                               config.model.trust_remote_code)
-        rows, metrics = evaluate(config, model, tokenizer, read_jsonl(args.eval_file))
+        rows, metrics = evaluate(config.evaluation, model, tokenizer, read_jsonl(args.eval_file))
         metrics = {"model": args.model, "base_quantization": quantization, **metrics}
         write_jsonl(predictions_path, rows)
         write_json(metrics_path, metrics)

@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
 from lab.core.io import read_jsonl, staged_outputs, write_json, write_jsonl
+from lab.core.params import load_config
 from lab.domains.routed_eval import evaluate_routed
 from lab.domains.router import Router
 from lab.model.runtime import resolve_device

@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
 from lab.core.io import atomic_dir
+from lab.core.params import load_config
 from lab.export.gguf import check_gguf_support
 from lab.export.merged import export_merged
 

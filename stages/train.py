@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from lab.core.cli import run_stage
-from lab.core.config import load_config
 from lab.core.host_memory import keep_freed_memory
 from lab.core.io import read_jsonl, staged_outputs, write_json
+from lab.core.params import load_config
 from lab.core.reproducibility import save_adapter
 from lab.train.distributed import is_main_process, launched, pin_one_gpu, relaunch, resolve_processes
 from lab.train.fine_tune import fine_tune

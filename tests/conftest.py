@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.core.config import LabConfig, load_config
+from lab.core.config import LabConfig
+from lab.core.params import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

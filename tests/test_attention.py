@@ -7,11 +7,8 @@ import pytest
 import torch
 
 from lab.train.attention import ATTENTION_NAME, attention_path, example_bounds, use_packed_attention
-from lab.train.masking import tokenize_conversation
 from tests.conftest import make_config
-from tests.test_training import CONVERSATION
-
-SHORT = [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "Seven."}]
+from tests.helpers import loss_and_grads, packed_batch
 
 
 def test_example_bounds_cut_a_padding_free_row_at_each_restart():
@@ -29,24 +26,6 @@ def test_example_bounds_leave_everything_else_to_sdpa(position_ids, length):
     assert example_bounds(position_ids, length) is None
 
 
-def _packed_batch(tokenizer):
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    examples = []
-    for messages in (SHORT, CONVERSATION):
-        row = tokenize_conversation(tokenizer, messages)
-        labels = [t if m else -100 for t, m in zip(row["input_ids"], row["assistant_masks"], strict=True)]
-        examples.append({"input_ids": row["input_ids"], "labels": labels})
-    return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)(examples)
-
-
-def _loss_and_grads(model, batch) -> tuple[float, torch.Tensor]:
-    model.zero_grad()
-    loss = model(**batch, use_cache=False).loss
-    loss.backward()
-    return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-
-
 def test_packed_attention_matches_masked_sdpa_in_loss_and_lora_gradients(embedded_model_dir, tokenizer):
     """The trainable model of the hf backend, on a padding-free batch of two examples: per-example
     attention gives transformers' block-diagonal SDPA loss and LoRA gradients; the same tokens as ONE
@@ -55,15 +34,15 @@ def test_packed_attention_matches_masked_sdpa_in_loss_and_lora_gradients(embedde
     from lab.train.backends import load_trainable_model
 
     config = make_config({"train": {"packed_attention": "per_example"}})
-    model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train))
+    model, _ = load_trainable_model(embedded_model_dir, config.training, resolve_runtime(config.train))
     assert model.config._attn_implementation == ATTENTION_NAME  # the backend switched it on
     assert attention_path(model, "hf", "cpu") == "per-example sdpa"
-    batch = _packed_batch(tokenizer)
-    packed_loss, packed_grads = _loss_and_grads(model, batch)
+    batch = packed_batch(tokenizer)
+    packed_loss, packed_grads = loss_and_grads(model, batch)
     model.set_attn_implementation("sdpa")
-    sdpa_loss, sdpa_grads = _loss_and_grads(model, batch)
+    sdpa_loss, sdpa_grads = loss_and_grads(model, batch)
     one_sequence = {**batch, "position_ids": torch.arange(batch["input_ids"].shape[1])[None]}
-    control_loss, _ = _loss_and_grads(model, one_sequence)
+    control_loss, _ = loss_and_grads(model, one_sequence)
     assert abs(packed_loss - sdpa_loss) < 1e-5 * sdpa_loss
     assert ((packed_grads - sdpa_grads).norm() / sdpa_grads.norm()).item() < 1e-4
     assert abs(control_loss - sdpa_loss) > 1e-2 * sdpa_loss
@@ -83,6 +62,6 @@ def test_library_attention_keeps_transformers_masked_sdpa(embedded_model_dir):
     from lab.train.backends import load_trainable_model
 
     config = make_config({"train": {"packed_attention": "library"}})
-    model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train))
+    model, _ = load_trainable_model(embedded_model_dir, config.training, resolve_runtime(config.train))
     assert model.config._attn_implementation == "sdpa"
     assert attention_path(model, "hf", "cpu") == "transformers sdpa (masked)"

@@ -13,11 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.core.io import read_json
+from lab.core.pipeline_files import stage_params
 from lab.model.runtime import resolve_runtime
 from lab.train.checkpoints import (
     FINGERPRINT_FILE,
+    PIPELINE_FILE,
+    TRAIN_STAGE,
     checkpoint_step,
     loss_before,
     mark_finished,
@@ -26,7 +30,7 @@ from lab.train.checkpoints import (
 )
 
 from .conftest import REPO, make_config
-from .test_training import CONVERSATION, SHORT
+from .helpers import CONVERSATION, SHORT
 
 # 10 optimizer steps of one short example each; a validation (and a checkpoint) every 2 steps.
 TINY = {"data": {"validation_examples": 2},
@@ -45,7 +49,7 @@ KILLED_SCRIPT = """
 import json, os, sys
 from pathlib import Path
 from transformers.trainer_callback import DefaultFlowCallback
-from lab.core.config import load_config
+from lab.core.params import load_config
 from lab.train.fine_tune import fine_tune
 
 spec = json.loads(Path(sys.argv[1]).read_text())
@@ -93,6 +97,7 @@ def test_fingerprint_is_stable_and_changes_with_what_defines_the_run(fake_base: 
         "train.lora.r": _fingerprint({"train": {"lora": {"r": 8}}}, base=fake_base),
         "data.order": _fingerprint({"data": {"order": "curriculum"}}, base=fake_base),
         "model.chat_template": _fingerprint({"model": {"chat_template": "chatml"}}, base=fake_base),
+        "model.trust_remote_code": _fingerprint({"model": {"trust_remote_code": True}}, base=fake_base),
         "a training row": _fingerprint(train=[*TRAIN[:-1], TRAIN[0]], base=fake_base),
         "the training order": _fingerprint(train=TRAIN[::-1], base=fake_base),
         "a validation row": _fingerprint(validation=VALIDATION[:1], base=fake_base),
@@ -109,6 +114,12 @@ def test_fingerprint_is_stable_and_changes_with_what_defines_the_run(fake_base: 
     changed["the model config"] = _fingerprint(base=fake_base)
     assert [name for name, value in changed.items() if value == reference] == []
     assert len(set(changed.values())) == len(changed)
+
+
+def test_the_fingerprinted_params_are_the_train_stage_params_of_dvc_yaml():
+    listed = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["params"]
+    assert PIPELINE_FILE == REPO / "dvc.yaml"
+    assert stage_params(TRAIN_STAGE, PIPELINE_FILE) == listed and "model.trust_remote_code" in listed
 
 
 def _fake_checkpoint(folder: Path, step: int, complete: bool = True) -> Path:

@@ -66,7 +66,7 @@ def test_compare_follows_the_compare_params():
     base = rows([f"something unrelated {i}" for i in range(12)], REFERENCES, [0.2] * 12, SOURCES)
     tuned = rows(REFERENCES, REFERENCES, [0.9] * 12, SOURCES)
     config = make_config({"compare": {"confidence": 0.5, "headline_metric": "semantic", "gallery_examples": 1}})
-    metrics, gallery, _ = compare(config, base, tuned)
+    metrics, gallery, _ = compare(config.comparison, base, tuned)
     assert metrics["bootstrap"]["confidence"] == 0.5
     assert gallery["metric"] == "semantic" and len(gallery["largest_gain"]) == 1
     # Semantic similarity cannot be length-matched: no length sentence for a semantic headline.

@@ -3,8 +3,10 @@ import dataclasses
 import pytest
 import yaml
 
-from lab.core.config import LabConfig, Optimizer, allowed, load_config
+from lab.core.choices import Optimizer, allowed
+from lab.core.config import LabConfig
 from lab.core.errors import ConfigError
+from lab.core.params import load_config
 
 from .conftest import REPO, make_config
 
@@ -207,9 +209,10 @@ def test_a_chat_template_is_refused_once_auto_resolves_to_the_hf_backend_before_
     message = ("model.chat_template: 'llama-3.1' is not allowed; it must be null with the hf backend (train.backend "
                "auto resolved to it on this machine, cpu), which keeps the tokenizer's own template")
     with pytest.raises(ConfigError) as error:
-        check_chat_template(config, resolve_runtime(config.train, cuda_available=False))
+        check_chat_template(config.training, resolve_runtime(config.train, cuda_available=False))
     assert message in str(error.value)
-    check_chat_template(config, Runtime(backend="unsloth", device="cuda", dtype="bfloat16", quantization="4bit"))
+    unsloth = Runtime(backend="unsloth", device="cuda", dtype="bfloat16", quantization="4bit")
+    check_chat_template(config.training, unsloth)
     if not torch.cuda.is_available():
         # The train stage checks it right after resolving the backend: the (missing) base model is never read.
         with pytest.raises(ConfigError, match="model.chat_template: 'llama-3.1' is not allowed"):

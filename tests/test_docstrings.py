@@ -81,7 +81,7 @@ def test_ids_are_unique_and_sorted(rows: list[dict]) -> None:
 def test_build_is_deterministic_within_and_across_processes(rows: list[dict]) -> None:
     assert build_docstring_conversations(BUILTIN) == rows
     # Another process with another hash seed: set or dict order must not leak into the output.
-    code = ("import dataclasses, json, sys; from lab.core.config import load_config; "
+    code = ("import dataclasses, json, sys; from lab.core.params import load_config; "
             "from lab.data.builtin.docstrings import build_docstring_conversations as b; "
             "c = dataclasses.replace(load_config().data.builtin, packages=['numpy', 'json', 'collections']); "
             "json.dump(b(c), sys.stdout)")

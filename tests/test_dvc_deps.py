@@ -72,6 +72,13 @@ def test_each_stage_depends_on_its_script_and_every_lab_module_it_imports(name: 
     assert not unused, f"dvc.yaml stage {name!r} lists lab modules it never imports: {unused}"
 
 
+def test_prepare_depends_on_no_evaluation_or_training_code():
+    """An edit to the ROUGE code (or any evaluation or training module) must not rerun prepare and all after it."""
+    for stage in ("dvc.yaml:prepare", "pipelines/domains/dvc.yaml:domains_prepare"):
+        later = sorted(d for d in STAGES[stage]["deps"] if d.startswith(("lab/eval/", "lab/train/", "lab/report/")))
+        assert not later, f"{stage} depends on {later}"
+
+
 def test_the_import_walk_sees_imports_inside_functions():
     assert "lab/data/builtin/docstrings.py" in transitive_lab_imports("stages/prepare.py")
     assert "lab/core/errors.py" in transitive_lab_imports("stages/prepare.py")

@@ -15,7 +15,7 @@ def test_evaluate_scores_every_example_and_records_how_it_generated(base_model, 
     config = make_config({"evaluate": {"max_new_tokens": 8, "semantic_similarity": False,
                                        "rouge_types": ["rouge1", "rougeL"]},
                           "compare": {"headline_metric": "rougeL"}})
-    rows, metrics = evaluate(config, base_model, tokenizer, EXAMPLES)
+    rows, metrics = evaluate(config.evaluation, base_model, tokenizer, EXAMPLES)
     assert [row["reference"] for row in rows] == [e["reference"] for e in EXAMPLES]
     assert all(set(row["scores"]) == {"rouge1", "rougeL"} and row["prediction"] for row in rows)
     assert all(row["new_tokens"] <= 8 for row in rows)
@@ -39,7 +39,7 @@ def test_evaluate_records_format_metrics_per_example_and_their_coverage(monkeypa
                  "reference": "2 + 2 = 4.\nAnswer: 4"} for i in range(2)] + [{**EXAMPLES[1], "id": "chat"}]
     config = make_config({"data": {"answer_format": "steps"}, "evaluate": {"semantic_similarity": False}})
     model = SimpleNamespace(device=SimpleNamespace(type="cpu"))
-    rows, metrics = evaluate(config, model, None, examples)
+    rows, metrics = evaluate(config.evaluation, model, None, examples)
     assert [row["format_scores"] for row in rows] == [
         {"format_valid": 1.0, "math_exact_match": 1.0}, {"format_valid": 0.0, "math_exact_match": 0.0},
         {"format_valid": 0.0, "math_exact_match": None}]
@@ -57,12 +57,14 @@ def test_the_finetuned_models_base_is_16_bit_or_quantized_as_trained(monkeypatch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     as_trained = {"evaluate": {"finetuned_base": "as_trained"}}
-    assert base_quantization(make_config(), finetuned=True) == "none"
-    assert base_quantization(make_config(as_trained), finetuned=False) == "none"  # the base model: always 16-bit
+    assert base_quantization(make_config().evaluation, finetuned=True) == "none"
+    # The base model: always 16-bit.
+    assert base_quantization(make_config(as_trained).evaluation, finetuned=False) == "none"
     # train.quantization: auto resolves to none on CPU, so as_trained is the same base there.
-    assert base_quantization(make_config(as_trained), finetuned=True) == "none"
+    assert base_quantization(make_config(as_trained).evaluation, finetuned=True) == "none"
     with pytest.raises(RuntimeConfigError, match="train.quantization=4bit needs a CUDA GPU"):
-        base_quantization(make_config({**as_trained, "train": {"quantization": "4bit"}}), finetuned=True)
+        base_quantization(make_config({**as_trained, "train": {"quantization": "4bit"}}).evaluation, finetuned=True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert base_quantization(make_config(as_trained), finetuned=True) == "4bit"
-    assert base_quantization(make_config({**as_trained, "train": {"quantization": "8bit"}}), finetuned=True) == "8bit"
+    assert base_quantization(make_config(as_trained).evaluation, finetuned=True) == "4bit"
+    eight_bit = make_config({**as_trained, "train": {"quantization": "8bit"}})
+    assert base_quantization(eight_bit.evaluation, finetuned=True) == "8bit"

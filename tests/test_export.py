@@ -175,8 +175,8 @@ def test_bf16_export_logits_stay_within_bf16_rounding_of_the_unmerged_adapter(
 
 
 def readme_example() -> str:
-    """The README's loading example: the python block of its export section."""
-    section = (REPO / "README.md").read_text().split("## Exporting the fine-tuned model", 1)[1].split("\n## ", 1)[0]
+    """The docs' loading example: the python block of docs/export.md."""
+    section = (REPO / "docs" / "export.md").read_text()
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 

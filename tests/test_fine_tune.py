@@ -9,6 +9,7 @@ import pytest
 from lab.core.errors import ConfigError
 from lab.core.reproducibility import full_determinism
 from lab.model.runtime import resolve_runtime
+from lab.train.arguments import sft_config
 from lab.train.backends import check_lora_targets, load_trainable_model
 from lab.train.fine_tune import (
     _TRL_SFT_LOGGER,
@@ -16,12 +17,11 @@ from lab.train.fine_tune import (
     _is_padding_free_warning,
     _silence_padding_free_warning,
     fine_tune,
-    sft_config,
 )
 from lab.train.masking import tokenize_conversation
 
 from .conftest import make_config
-from .test_training import CONVERSATION, SHORT
+from .helpers import CONVERSATION, SHORT
 
 TINY = {"train": {"batch_size": 2, "grad_accum": 1, "epochs": 1, "max_seq_length": 128, "logging_steps": 1}}
 
@@ -33,7 +33,7 @@ def test_trl_padding_free_warning_is_the_one_silenced_and_only_for_sdpa(embedded
 
     config = make_config(TINY)
     runtime = resolve_runtime(config.train)
-    model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
+    model, tokenizer = load_trainable_model(embedded_model_dir, config.training, runtime)
     rows = [tokenize_conversation(tokenizer, messages) for messages in (CONVERSATION, SHORT)]
     trl_logger = logging.getLogger(_TRL_SFT_LOGGER)
     trl_logger.removeFilter(_is_padding_free_warning)
@@ -44,8 +44,8 @@ def test_trl_padding_free_warning_is_the_one_silenced_and_only_for_sdpa(embedded
     def build_trainer() -> None:
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            SFTTrainer(model=model, args=sft_config(config, runtime, tmp_path), train_dataset=Dataset.from_list(rows),
-                       processing_class=tokenizer)
+            SFTTrainer(model=model, args=sft_config(config.training, runtime, tmp_path),
+                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
 
     build_trainer()
     assert PADDING_FREE_WARNING in caplog.text
@@ -121,7 +121,7 @@ def test_training_params_reach_the_trainer(tmp_path):
                                     "warmup_steps": 0.1, "max_grad_norm": 0.5, "precision": "bf16",
                                     "eval_steps": 4, "weight_decay": 0.05, "seed": 11}, "lr": 1e-4})
     runtime = resolve_runtime(config.train, cuda_available=False)
-    args = sft_config(config, runtime, tmp_path, validate=True)
+    args = sft_config(config.training, runtime, tmp_path, validate=True)
     assert (args.lr_scheduler_type.value, args.lr_scheduler_kwargs) == ("cosine_with_restarts", {"num_cycles": 3})
     assert (args.warmup_steps, args.max_grad_norm, args.learning_rate, args.weight_decay) == (0.1, 0.5, 1e-4, 0.05)
     assert args.bf16 and not args.fp16 and runtime.dtype == "bfloat16"
@@ -130,10 +130,10 @@ def test_training_params_reach_the_trainer(tmp_path):
     assert args.metric_for_best_model == "eval_loss" and args.greater_is_better is False
     assert args.save_only_model and args.save_total_limit is None  # adapter weights only: nothing to resume
     # The train stage's checkpoints: full (a resume needs the optimizer and RNG states), even without validation.
-    resumable = sft_config(config, runtime, tmp_path, resumable=True)
+    resumable = sft_config(config.training, runtime, tmp_path, resumable=True)
     assert (resumable.save_strategy.value, resumable.save_steps, resumable.save_only_model, resumable.save_total_limit,
             resumable.restore_callback_states_from_checkpoint) == ("steps", 4, False, 2, True)
-    plain = sft_config(make_config(), resolve_runtime(make_config().train, cuda_available=False), tmp_path)
+    plain = sft_config(make_config().training, resolve_runtime(make_config().train, cuda_available=False), tmp_path)
     assert (plain.warmup_steps, plain.lr_scheduler_type.value, plain.max_grad_norm) == (5, "linear", 1.0)
     assert not plain.bf16 and plain.eval_strategy.value == "no"
     assert (plain.seed, plain.data_seed) == (make_config().seed,) * 2  # train.seed null: the top-level seed
@@ -144,7 +144,8 @@ def test_training_params_reach_the_trainer(tmp_path):
 def test_lora_presets_layers_and_rslora_reach_peft(embedded_model_dir):
     config = make_config({"train": {"lora": {"target_modules": ["attention"], "layers_to_transform": [0, 29],
                                              "use_rslora": True, "r": 8}}})
-    model, _ = load_trainable_model(embedded_model_dir, config, resolve_runtime(config.train, cuda_available=False))
+    runtime = resolve_runtime(config.train, cuda_available=False)
+    model, _ = load_trainable_model(embedded_model_dir, config.training, runtime)
     peft_config = model.peft_config["default"]
     assert set(peft_config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     assert (peft_config.layers_to_transform, peft_config.use_rslora, peft_config.r) == ([0, 29], True, 8)

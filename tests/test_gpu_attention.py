@@ -14,7 +14,7 @@ if not torch.cuda.is_available():
 from lab.train.attention import public_varlen, varlen_causal  # noqa: E402
 
 from .conftest import make_config  # noqa: E402
-from .test_attention import _loss_and_grads, _packed_batch  # noqa: E402
+from .helpers import loss_and_grads, packed_batch  # noqa: E402
 
 LENGTHS = [37, 200, 5, 90, 1]
 ROUTES = [False] + ([True] if public_varlen() is not None else [])  # aten operators; PyTorch's varlen_attn
@@ -67,14 +67,14 @@ def test_hf_backend_varlen_gives_the_masked_loss_and_gradients(embedded_model_di
     for setting in ("per_example", "library"):
         config = make_config({"train": {"backend": "hf", "quantization": quantization, "packed_attention": setting}})
         runtime = resolve_runtime(config.train)
-        model, _ = load_trainable_model(embedded_model_dir, config, runtime)
-        batch = {key: value.cuda() for key, value in _packed_batch(tokenizer).items()}
+        model, _ = load_trainable_model(embedded_model_dir, config.training, runtime)
+        batch = {key: value.cuda() for key, value in packed_batch(tokenizer).items()}
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            results[setting] = _loss_and_grads(model, batch)
+            results[setting] = loss_and_grads(model, batch)
             results[setting + " path"] = attention_path(model, "hf", "cuda")
             if setting == "library":
                 one_sequence = {**batch, "position_ids": torch.arange(batch["input_ids"].shape[1], device="cuda")[None]}
-                results["control"] = _loss_and_grads(model, one_sequence)
+                results["control"] = loss_and_grads(model, one_sequence)
         if setting == "per_example":
             assert len(calls) == model.config.num_hidden_layers  # every layer took the varlen route, once
         del model

@@ -9,16 +9,7 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
-CONVERSATIONS = [
-    [{"role": "user", "content": "What does `numpy.argsort` do?"},
-     {"role": "assistant", "content": "Returns the indices that would sort an array."},
-     {"role": "user", "content": "What parameters does it take?"},
-     {"role": "assistant", "content": "`argsort` takes:\n- `a`: Array to sort.\n- `axis`: Axis along which to sort."}],
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}],
-    [{"role": "user", "content": "Summarise: pandas.DataFrame.merge joins two frames on columns or indexes, "
-                                 "like a database join, keeping the keys of both sides."},
-     {"role": "assistant", "content": "It merges two DataFrames with a database-style join on columns or indexes."}],
-]
+from .helpers import CONVERSATIONS  # noqa: E402
 
 
 def test_cuda_graph_decoder_gives_generates_tokens(embedded_model_dir):

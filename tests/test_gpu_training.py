@@ -12,7 +12,7 @@ if not torch.cuda.is_available():
 pytest.importorskip("unsloth")  # before transformers, so that its patches apply
 
 from .conftest import make_config  # noqa: E402
-from .test_gpu_generation import CONVERSATIONS  # noqa: E402
+from .helpers import ANSWERS, CONVERSATIONS, QUESTIONS  # noqa: E402
 
 
 def _loss(trainer, model, batch) -> float:
@@ -28,8 +28,8 @@ def test_unsloth_padding_free_batches_give_the_padded_loss(embedded_model_dir, t
     from trl import SFTTrainer
 
     from lab.model.runtime import resolve_runtime
+    from lab.train.arguments import sft_config
     from lab.train.backends import load_trainable_model
-    from lab.train.fine_tune import sft_config
     from lab.train.masking import tokenize_conversation
 
     losses = {}
@@ -37,9 +37,9 @@ def test_unsloth_padding_free_batches_give_the_padded_loss(embedded_model_dir, t
         config = make_config({"train": {"backend": "unsloth", "quantization": "4bit", "max_seq_length": 512,
                                         "padding_free": padding_free, "batch_size": len(CONVERSATIONS)}})
         runtime = resolve_runtime(config.train)
-        model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
+        model, tokenizer = load_trainable_model(embedded_model_dir, config.training, runtime)
         rows = [tokenize_conversation(tokenizer, messages) for messages in CONVERSATIONS]
-        trainer = SFTTrainer(model=model, args=sft_config(config, runtime, tmp_path / str(padding_free)),
+        trainer = SFTTrainer(model=model, args=sft_config(config.training, runtime, tmp_path / str(padding_free)),
                              train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         batch = trainer.data_collator(rows)
         losses[padding_free] = _loss(trainer, model, batch)
@@ -65,18 +65,16 @@ def _sgd_step(embedded_model_dir, folder, micro_batch_tokens):
     from lab.train.fine_tune import run_training
     from lab.train.masking import tokenize_conversation
 
-    from .test_microbatch_semantics import ANSWERS, QUESTIONS
-
     config = make_config({"seed": 7, "lr": 1.0, "train": {
         "backend": "unsloth", "quantization": "4bit", "batch_size": 2, "grad_accum": 4, "optimizer": "sgd",
         "weight_decay": 0.0, "max_grad_norm": 0.0, "warmup_steps": 0, "lr_scheduler": "constant",
         "max_seq_length": 128, "micro_batch_tokens": micro_batch_tokens}})
     runtime = resolve_runtime(config.train)
-    model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
+    model, tokenizer = load_trainable_model(embedded_model_dir, config.training, runtime)
     rows = [tokenize_conversation(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
             for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
     before = {name: p.detach().float().clone() for name, p in model.named_parameters() if p.requires_grad}
-    figures = run_training(model, tokenizer, rows, [], config, runtime, folder, callbacks=[], resume_from=None)
+    figures = run_training(model, tokenizer, rows, [], config.training, runtime, folder, callbacks=[], resume_from=None)
     update = torch.cat([(before[name] - p.detach().float()).flatten()
                         for name, p in model.named_parameters() if p.requires_grad])
     del model
@@ -106,9 +104,9 @@ def test_unsloth_varlen_route_gives_the_per_segment_loss(embedded_model_dir, tmp
     from trl import SFTTrainer
 
     from lab.model.runtime import resolve_runtime
+    from lab.train.arguments import sft_config
     from lab.train.attention import attention_path
     from lab.train.backends import load_trainable_model
-    from lab.train.fine_tune import sft_config
     from lab.train.masking import tokenize_conversation
 
     losses, paths = {}, {}
@@ -117,10 +115,10 @@ def test_unsloth_varlen_route_gives_the_per_segment_loss(embedded_model_dir, tmp
                                         "padding_free": True, "batch_size": len(CONVERSATIONS),
                                         "packed_attention": setting}})
         runtime = resolve_runtime(config.train)
-        model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
+        model, tokenizer = load_trainable_model(embedded_model_dir, config.training, runtime)
         paths[setting] = attention_path(model, "unsloth", "cuda")
         rows = [tokenize_conversation(tokenizer, messages) for messages in CONVERSATIONS]
-        trainer = SFTTrainer(model=model, args=sft_config(config, runtime, tmp_path / setting),
+        trainer = SFTTrainer(model=model, args=sft_config(config.training, runtime, tmp_path / setting),
                              train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         losses[setting] = _loss(trainer, model, trainer.data_collator(rows))
         del trainer, model

@@ -1,18 +1,31 @@
 """lab.core.io's staged outputs and lab.core.cli's stop handling: outputs are committed together or not at all,
-a stop request never lands inside the commit, and what a killed writer left is swept at the next start."""
+a stop request never lands inside the commit, what a killed writer left is swept at the next start, and outputs
+get the modes of a plain write."""
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import lab.core.io
 from lab.core.cli import Terminated, run_stage
-from lab.core.io import PARTIAL_SUFFIX, atomic_open, read_json, staged_outputs, sweep_partials, write_json
+from lab.core.io import (
+    PARTIAL_SUFFIX,
+    atomic_dir,
+    atomic_open,
+    current_umask,
+    read_json,
+    staged_outputs,
+    sweep_partials,
+    write_json,
+)
 
 
 def partials(root: Path) -> list[str]:
@@ -124,3 +137,92 @@ def test_run_stage_ends_a_stopped_stage_with_the_signal_exit_code_and_one_line(c
     assert stopped.value.code == code
     assert f"stopped by {signal.Signals(signum).name}, no partial output left" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.fixture(params=[0o022, 0o077, 0o002], ids=lambda umask: f"umask {umask:03o}")
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The test runs under this umask; the previous one is restored after it."""
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def plain_write_modes(root: Path) -> tuple[int, int]:
+    """The modes `open(path, "w")` and `mkdir` give under the current umask, measured."""
+    (root / "plain-file").write_text("x")
+    (root / "plain-folder").mkdir()
+    return mode(root / "plain-file"), mode(root / "plain-folder")
+
+
+def test_current_umask_reads_the_umask_and_leaves_it(umask: int, monkeypatch):
+    assert current_umask() == umask
+    assert os.umask(umask) == umask  # unchanged
+
+    def no_proc(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("/proc/self/status")
+
+    monkeypatch.setattr(lab.core.io, "open", no_proc, raising=False)  # not Linux: set and restored
+    assert current_umask() == umask
+    assert os.umask(umask) == umask
+
+
+def test_a_file_written_through_atomic_open_has_the_mode_of_a_plain_write(tmp_path: Path, umask: int):
+    plain_file, _ = plain_write_modes(tmp_path)
+    with atomic_open(tmp_path / "out" / "model.bin", "wb") as handle:
+        handle.write(b"weights")
+    write_json(tmp_path / "lab_export.json", {"run": "new"})
+    assert mode(tmp_path / "out" / "model.bin") == plain_file == 0o666 & ~umask
+    assert mode(tmp_path / "lab_export.json") == plain_file
+
+
+def temporary_file_write(path: Path, data: bytes) -> None:
+    """What safetensors >= 0.8 does (and other atomic writers): an owner-only temporary file renamed over `path`."""
+    fd, temp = tempfile.mkstemp(dir=path.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(temp, path)
+
+
+def test_a_staged_output_gets_the_plain_modes_where_temporary_file_writers_left_owner_only_ones(
+        tmp_path: Path, umask: int):
+    plain_file, plain_folder = plain_write_modes(tmp_path)
+    elsewhere = tmp_path / "cache-file"  # a file the output hard-links, a DVC cache file say
+    elsewhere.write_text("cached")
+    elsewhere.chmod(0o600)
+    with staged_outputs(tmp_path / "adapter", tmp_path / "metrics.json") as (folder, file):
+        folder.mkdir()
+        temporary_file_write(folder / "adapter_model.safetensors", b"weights")
+        (folder / "tokenizer.json").write_text("{}")
+        private = Path(tempfile.mkdtemp(dir=folder))  # an owner-only folder
+        temporary_file_write(private / "part", b"part")
+        (folder / "chosen").write_text("x")
+        (folder / "chosen").chmod(0o640)  # a mode a writer chose: kept
+        os.link(elsewhere, folder / "linked")
+        (folder / "link").symlink_to(elsewhere)
+        temporary_file_write(file, b"{}")
+    adapter = tmp_path / "adapter"
+    assert mode(adapter) == plain_folder
+    assert mode(adapter / "adapter_model.safetensors") == mode(adapter / "tokenizer.json") == plain_file
+    assert mode(adapter / private.name) == plain_folder and mode(adapter / private.name / "part") == plain_file
+    assert mode(tmp_path / "metrics.json") == plain_file
+    assert mode(adapter / "chosen") == 0o640
+    assert mode(elsewhere) == 0o600  # neither through the hard link nor through the symlink
+
+
+def test_safetensors_files_in_an_atomic_dir_get_the_mode_of_a_plain_write(tmp_path: Path, umask: int):
+    """safetensors >= 0.8 writes through an owner-only temporary file (safetensors issue #782)."""
+    np = pytest.importorskip("numpy")
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    plain_file, plain_folder = plain_write_modes(tmp_path)
+    with atomic_dir(tmp_path / "export") as staging:
+        safetensors_numpy.save_file({"w": np.zeros(2, dtype=np.float32)}, str(staging / "model.safetensors"))
+        write_json(staging / "lab_export.json", {})
+    export = tmp_path / "export"
+    assert mode(export) == plain_folder
+    assert mode(export / "model.safetensors") == mode(export / "lab_export.json") == plain_file

@@ -81,12 +81,12 @@ def test_bad_micro_batch_tokens_are_refused(train, message):
 
 def test_auto_is_off_on_padded_batches():
     """A padded run (train.padding_free: false) keeps batch_size x grad_accum micro-batches under the default auto."""
-    from lab.train.fine_tune import sft_config
+    from lab.train.arguments import sft_config
     from lab.train.microbatch import planned
 
     padded = make_config({"train": {"padding_free": False, "micro_batch_tokens": "auto"}})
     assert not planned(padded.train) and planned(make_config({"train": {"micro_batch_tokens": "auto"}}).train)
-    args = sft_config(padded, SimpleNamespace(device="cpu", dtype="float32", backend="hf"), Path("unused"))
+    args = sft_config(padded.training, SimpleNamespace(device="cpu", dtype="float32", backend="hf"), Path("unused"))
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 4)
 
 

@@ -15,13 +15,7 @@ from lab.train.fine_tune import run_training
 from lab.train.masking import tokenize_conversation
 
 from .conftest import make_config
-
-# Eight conversations of different lengths (so that a per-micro-batch mean would weigh them differently).
-QUESTIONS = ["Hi", "What does json.dumps do?", "Name a sorting algorithm.", "What is 2 + 2?",
-             "Explain list comprehensions in one sentence.", "Say yes.", "What is a tuple?", "Count to three."]
-ANSWERS = ["Hello!", "It serialises a Python object to a JSON string.", "Merge sort.", "4.",
-           "They build a list from an iterable in one expression, optionally filtered.", "Yes.",
-           "An immutable sequence.", "One, two, three."]
+from .helpers import ANSWERS, QUESTIONS  # eight conversations of different lengths
 
 
 def _one_step(embedded_model_dir, tmp_path, batch_size: int, grad_accum: int,
@@ -33,11 +27,11 @@ def _one_step(embedded_model_dir, tmp_path, batch_size: int, grad_accum: int,
         "max_grad_norm": 0.0, "warmup_steps": 0, "lr_scheduler": "constant", "max_seq_length": 128,
         "micro_batch_tokens": micro_batch_tokens}})
     runtime = resolve_runtime(config.train)
-    model, tokenizer = load_trainable_model(embedded_model_dir, config, runtime)
+    model, tokenizer = load_trainable_model(embedded_model_dir, config.training, runtime)
     rows = [tokenize_conversation(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
             for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
     before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-    figures = run_training(model, tokenizer, rows, [], config, runtime,
+    figures = run_training(model, tokenizer, rows, [], config.training, runtime,
                            tmp_path / f"{batch_size}x{grad_accum}-{micro_batch_tokens}", callbacks=[], resume_from=None)
     assert figures["steps"] == 1
     update = {name: before[name] - p.detach() for name, p in model.named_parameters() if p.requires_grad}

@@ -162,8 +162,8 @@ def test_the_trainer_reads_a_curriculum_in_file_order_and_shuffles_otherwise(emb
     from trl import SFTTrainer
 
     from lab.model.runtime import resolve_runtime
+    from lab.train.arguments import sft_config
     from lab.train.backends import load_trainable_model
-    from lab.train.fine_tune import sft_config
     from lab.train.masking import tokenize_for_training
 
     conversations = [{"messages": [{"role": "user", "content": f"Say {i}."},
@@ -173,9 +173,9 @@ def test_the_trainer_reads_a_curriculum_in_file_order_and_shuffles_otherwise(emb
     for order in ("curriculum", "shuffle"):
         config = make_config({"data": {"order": order}, "train": {"padding_free": False, "batch_size": 1}})
         runtime = resolve_runtime(config.train)
-        model, _ = load_trainable_model(embedded_model_dir, config, runtime)
+        model, _ = load_trainable_model(embedded_model_dir, config.training, runtime)
         rows, _ = tokenize_for_training(tokenizer, conversations, 64, "truncate")
-        trainer = SFTTrainer(model=model, args=sft_config(config, runtime, embedded_model_dir.parent / order),
+        trainer = SFTTrainer(model=model, args=sft_config(config.training, runtime, embedded_model_dir.parent / order),
                              train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         # Each example's answer has i + 1 loss tokens plus its end of turn: the count names the row.
         seen[order] = [int((batch["labels"] != -100).sum()) - 3 for batch in trainer.get_train_dataloader()]

@@ -132,7 +132,7 @@ def test_training_out_of_memory_names_the_batch_the_memory_and_the_train_params(
     rows = [{"input_ids": [1, 2, 3, 4], "assistant_masks": [0, 0, 1, 1]},
             {"input_ids": [1, 2], "assistant_masks": [0, 1]}]
     with pytest.raises(RuntimeConfigError) as error:
-        run_training(fake_model(), None, rows, [], config, runtime, tmp_path, callbacks=[], resume_from=None)
+        run_training(fake_model(), None, rows, [], config.training, runtime, tmp_path, callbacks=[], resume_from=None)
     message = str(error.value)
     assert message.startswith(
         "training ran out of GPU memory at batch size 2 (train.batch_size) with examples of up to 4 tokens "
@@ -155,6 +155,6 @@ def test_training_out_of_memory_with_a_token_budget_names_it_first(monkeypatch, 
     runtime = lab_runtime.resolve_runtime(config.train, cuda_available=False)
     rows = [{"input_ids": [1, 2, 3, 4], "assistant_masks": [0, 0, 1, 1]}]
     with pytest.raises(RuntimeConfigError) as error:
-        run_training(fake_model(), None, rows, [], config, runtime, tmp_path, callbacks=[], resume_from=None)
+        run_training(fake_model(), None, rows, [], config.training, runtime, tmp_path, callbacks=[], resume_from=None)
     assert "to fit, lower train.micro_batch_tokens (now 4096; the tokens of one forward pass); or lower " \
            "train.batch_size" in str(error.value)

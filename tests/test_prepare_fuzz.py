@@ -28,9 +28,9 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lab.core.config import load_config
 from lab.core.errors import ConfigError, DataError
 from lab.core.io import read_jsonl
+from lab.core.params import load_config
 from lab.data.json_rows import read_json_rows
 from lab.data.prepare import SPLITS, prepare
 from lab.data.rows import normalize_rows

@@ -92,6 +92,63 @@ def test_result_header_names_script_revision_machine_and_versions(tmp_path: Path
     assert set(header["versions"]) <= set(provenance.RESULT_PACKAGES)
 
 
+def dvc_tree(root: Path) -> Path:
+    """A repository as a `git archive` export or a copy of its tracked files leaves it: .dvc, no .git;
+    returns its benchmark script."""
+    (root / ".dvc").mkdir(parents=True)
+    (root / ".dvc" / "config").write_text("")
+    script = root / "benchmarks" / "bench.py"
+    script.parent.mkdir()
+    script.write_text("")
+    return script
+
+
+def test_without_git_the_script_is_relative_to_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = dvc_tree(tmp_path / "checkout")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository git could find
+    monkeypatch.setattr(provenance, "_git", lambda *_: None)  # nor any git at all, as on the GPU machine
+    monkeypatch.chdir(tmp_path)  # run from elsewhere: the root comes from the script, not the cwd
+    monkeypatch.setattr("sys.argv", [str(script), "--steps", "3"])
+    assert provenance.repository_root(script) == tmp_path / "checkout"
+    header = provenance.result_header(str(script), "what it measures")
+    assert header["script"] == "benchmarks/bench.py"
+    assert header["arguments"] == ["--steps", "3"]
+    assert list(header) == ["script", "arguments", "benchmark", "date", "git_revision", "machine", "versions"]
+
+
+def test_an_absolute_argument_inside_the_repository_becomes_relative(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "checkout"
+    script = dvc_tree(root)
+    monkeypatch.setattr("sys.argv", ["bench.py", "--out", str(root / "benchmarks" / "results" / "x.json"),
+                                     f"--data={root / 'data' / 'rows.jsonl'}", "-S", f"model.base={root}",
+                                     "--steps", "3", "results/y.json"])
+    header = provenance.result_header(str(script), "what it measures")
+    assert header["arguments"] == ["--out", "benchmarks/results/x.json", "--data=data/rows.jsonl", "-S",
+                                   "model.base=.", "--steps", "3", "results/y.json"]  # relative ones as given
+    # A symlink into the repository names the same file.
+    (tmp_path / "link").symlink_to(root / "benchmarks", target_is_directory=True)
+    assert provenance.portable_path(str(tmp_path / "link" / "bench.py"), root) == "benchmarks/bench.py"
+
+
+def test_an_absolute_path_outside_the_repository_names_no_machine(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "checkout"
+    script = dvc_tree(root)
+    outside = tmp_path / "scratch" / "run-7" / "out.json"
+    monkeypatch.setattr("sys.argv", ["bench.py", "--out", str(outside), f"data.source={outside.parent}"])
+    header = provenance.result_header(str(script), "what it measures")
+    assert header["arguments"] == ["--out", "<outside>/out.json", "data.source=<outside>/run-7"]
+    assert str(tmp_path) not in str(header)
+    # A copy of the script run from outside the repository is recorded the same way, as is the root.
+    copy = tmp_path / "copy" / "bench.py"
+    copy.parent.mkdir()
+    copy.write_text("")
+    assert provenance.portable_path(str(copy), root) == "<outside>/bench.py"
+    assert provenance.portable_path("/", root) == provenance.OUTSIDE
+    assert provenance.portable_path(str(root / ".." / "checkout-old" / "x.py"), root) == "<outside>/x.py"
+
+
 def test_package_versions_has_one_home() -> None:
     root = Path(__file__).resolve().parents[1]
     definitions = [path for path in [*root.glob("lab/**/*.py"), *root.glob("benchmarks/*.py")]

@@ -1,4 +1,4 @@
-"""The README's benchmark figures are the result files' own, and render what the scripts write."""
+"""The figures of the README and docs/ are the result files' own, and render what the scripts write."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def write(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def test_the_readme_quotes_the_result_files_as_they_are() -> None:
+def test_the_readme_and_docs_quote_the_result_files_as_they_are() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_figures.py"), "--check"],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
@@ -168,13 +168,13 @@ def test_check_names_the_stale_block_and_write_fixes_it(tmp_path: Path, monkeypa
     readme.write_text(readme_with("Not measured yet.\n"))
 
     def run(*flags: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["readme_figures.py", *flags, "--readme", str(readme),
+        monkeypatch.setattr(sys, "argv", ["readme_figures.py", *flags, "--files", str(readme),
                                           "--results", str(results)])
         return rf.main()
 
     before = readme.read_text()
     assert run("--check") == 1
-    assert "figures:pipeline is stale" in capsys.readouterr().err
+    assert f"{readme}: figures:pipeline is stale" in capsys.readouterr().err
     assert readme.read_text() == before  # --check never writes
     assert run("--write") == 0
     assert run("--check") == 0
@@ -182,12 +182,81 @@ def test_check_names_the_stale_block_and_write_fixes_it(tmp_path: Path, monkeypa
     assert "| `train` | 167.5 |" in text and text.startswith("# Title\n\nProse.") and text.endswith("More prose.\n")
 
 
-def test_unknown_and_missing_blocks_are_reported(tmp_path: Path) -> None:
+def test_blocks_are_rendered_and_checked_in_every_file_that_holds_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Blocks spread over the README and docs/*.md, one of them in two files: each is rendered where it is,
+    and --check names the file of a stale one."""
+    results = tmp_path / "results"
+    write(results / "pipeline_cpu.json", pipeline_result())
+    names = [*rf.BLOCKS, *rf.METRICS_BLOCKS]
+    readme, docs = tmp_path / "README.md", tmp_path / "docs"
+    docs.mkdir()
+    block = "<!-- figures:{0} -->\nold\n<!-- /figures:{0} -->\n"
+    readme.write_text("# Title\n\n" + block.format("pipeline"))
+    (docs / "a.md").write_text("# A\n\n" + "".join(block.format(name) for name in names[: len(names) // 2]))
+    (docs / "b.md").write_text("# B\n\n" + "".join(block.format(name) for name in names[len(names) // 2:])
+                               + block.format("pipeline"))
+    files = [readme, docs / "a.md", docs / "b.md"]
+
+    def run(*flags: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["readme_figures.py", *flags, "--files", *map(str, files),
+                                          "--results", str(results)])
+        return rf.main()
+
+    assert run("--check") == 1
+    err = capsys.readouterr().err
+    assert f"{readme}: figures:pipeline is stale" in err and f"{docs / 'b.md'}: figures:pipeline is stale" in err
+    assert run("--write") == 0 and run("--check") == 0
+    for path in (readme, docs / "b.md"):
+        assert "| `train` | 167.5 |" in path.read_text()
+    # Links are written relative to the file that holds the block.
+    holder = next(path for path in files if "figures:leaderboard" in path.read_text())
+    assert "![Leaderboard](../metrics/leaderboard.png)" in holder.read_text()
+
+
+def test_unknown_blocks_and_blocks_in_no_file_are_reported(tmp_path: Path) -> None:
     text = "<!-- figures:nope -->\nx\n<!-- /figures:nope -->\n"
-    rendered, problems = rf.render_readme(text, tmp_path)
-    assert rendered == text
+    rendered, problems, found = rf.render_text(text, tmp_path)
+    assert rendered == text and found == {"nope"}
     assert problems[0].startswith("figures:nope names no benchmark")
-    assert {f"figures:{name} is missing from the README" for name in rf.BLOCKS} <= set(problems)
+    doc = tmp_path / "docs" / "x.md"
+    doc.parent.mkdir()
+    doc.write_text(text + "<!-- figures:dedup -->\n<!-- /figures:dedup -->\n")
+    _, problems = rf.render_files([doc], tmp_path)
+    assert (doc, "figures:dedup is stale") in problems
+    assert all(f"figures:{name} appears in no file" in " ".join(p for _, p in problems)
+               for name in rf.BLOCKS if name != "dedup")
+    assert not any("figures:dedup appears in no file" in p for _, p in problems)
+
+
+def test_links_are_made_relative_to_the_file(tmp_path: Path) -> None:
+    body = "![Plot](metrics/leaderboard.png) [site](https://dvc.org) [here](#anchor)\n"
+    assert rf.relink(body, rf.REPO_ROOT) == body
+    assert rf.relink(body, rf.REPO_ROOT / "docs") == (
+        "![Plot](../metrics/leaderboard.png) [site](https://dvc.org) [here](#anchor)\n")
+
+
+def test_a_command_run_outside_the_checkout_names_no_folder_of_that_machine(tmp_path: Path) -> None:
+    """An older result file that names its script and arguments by absolute paths is shown relative
+    to the repository root, and a path outside the checkout as <outside>/NAME."""
+    slash = "/"  # built at run time, so that this file's text holds no machine path
+    result = {**pipeline_result(), "script": f"{slash}ckout/lab/benchmarks/pipeline.py",
+              "arguments": ["--out", f"{slash}ckout/lab/benchmarks/results/pipeline_cpu.json", "--base",
+                            f"{slash}scratch/rehearsal/base", "--set", f"model.base={slash}scratch/m", "--set", "x=1"]}
+    write(tmp_path / "pipeline_cpu.json", result)
+    body = rf.render_block("pipeline", tmp_path)
+    assert ("`python benchmarks/pipeline.py --out benchmarks/results/pipeline_cpu.json --base <outside>/base "
+            "--set model.base=<outside>/m --set x=1` at commit") in body
+    assert not rf.provenance_problems(tmp_path)
+
+
+def test_a_line_quoting_a_machine_path_is_reported(tmp_path: Path) -> None:
+    slash = "/"
+    doc = tmp_path / "x.md"
+    doc.write_text(f"Run `python {slash}work/main/benchmarks/x.py`.\nmetrics/data/x.json and ~/tmp/y are fine.\n")
+    _, problems = rf.render_files([doc], tmp_path)
+    quoted = [p for path, p in problems if path == doc and "absolute path" in p]
+    assert len(quoted) == 1 and quoted[0].startswith("quotes an absolute path, line 1:")
 
 
 def test_result_files_must_name_their_script_and_revision(tmp_path: Path) -> None:

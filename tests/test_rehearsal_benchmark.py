@@ -64,8 +64,9 @@ def test_write_finetome_shaped_writes_json_lines(tmp_path):
     assert len(rows) == 25 and set(rows[0]) == {"conversations", "source", "score"}
 
 
-def test_the_benchmark_runs_the_readmes_full_lab_command_with_three_params_changed(tmp_path):
-    full = rehearsal.full_lab_settings((REPO / "README.md").read_text())
+@pytest.mark.parametrize("doc", ["docs/gpu.md", "README.md"])
+def test_the_benchmark_runs_the_readmes_full_lab_command_with_three_params_changed(tmp_path, doc):
+    full = rehearsal.full_lab_settings((REPO / doc).read_text())  # the README repeats docs/gpu.md's command
     assert full == README_FULL_LAB
     settings = rehearsal.rehearsal_settings(full, tmp_path / "base", tmp_path / "ft.jsonl", 2000)
     changed = [s for s in settings if s not in full]
@@ -80,7 +81,7 @@ def test_the_benchmark_parses_its_arguments(tmp_path):
     (base / "config.json").write_text("{}")
     data.write_text("")
     args = rehearsal.parse_args(["--base", str(base), "--data", str(data), "--out", "r.json"])
-    assert (args.train_examples, args.full_examples, args.readme) == (2000, 85_000, Path("README.md"))
+    assert (args.train_examples, args.full_examples, args.doc) == (2000, 85_000, Path("docs/gpu.md"))
     with pytest.raises(SystemExit):
         rehearsal.parse_args(["--base", str(tmp_path / "none"), "--data", str(data), "--out", "r.json"])
     assert rehearsal.rehearsal_marker(base) is None

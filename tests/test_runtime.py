@@ -2,7 +2,7 @@
 
 import pytest
 
-from lab.core.config import CheckpointingMode, allowed
+from lab.core.choices import CheckpointingMode, allowed
 from lab.core.errors import RuntimeConfigError
 from lab.model.runtime import peak_memory_gib, resolve_runtime
 from lab.train.backends import CHECKPOINTING_MODES

@@ -1,7 +1,8 @@
 import pytest
 from rouge_score import rouge_scorer
 
-from lab.eval.scoring import aggregate, length_stats, metric_value, rouge_scores, word_count
+from lab.core.text import length_stats, word_count
+from lab.eval.scoring import aggregate, metric_value, rouge_scores
 from lab.report.tables import main_table, relative_change
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")

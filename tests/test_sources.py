@@ -92,7 +92,7 @@ def test_a_pickle_only_local_model_is_refused_with_the_reason_before_it_loads(ti
         materialize_base_model(str(pickled), tmp_path / "out")
     config = make_config({"train": {"backend": "hf", "quantization": "none"}})
     with pytest.raises(ConfigError, match=f"base model {pickled} {reason}"):
-        load_trainable_model(pickled, config, resolve_runtime(config.train, cuda_available=False))
+        load_trainable_model(pickled, config.training, resolve_runtime(config.train, cuda_available=False))
     # transformers alone would read the pickle; the lab's use_safetensors=True refuses it.
     assert AutoModelForCausalLM.from_pretrained(pickled) is not None
     with pytest.raises(OSError, match="model.safetensors"):
@@ -135,7 +135,7 @@ def test_trust_remote_code_and_safetensors_reach_every_model_and_tokenizer_load(
     assert (info["origin"], info["revision"], info["commit"], info["trust_remote_code"]) == (str(tiny_dir), None,
                                                                                             None, trust)
     check_lora_targets(base, config.train.lora, config.model.trust_remote_code)
-    load_trainable_model(base, config, resolve_runtime(config.train, cuda_available=False))
+    load_trainable_model(base, config.training, resolve_runtime(config.train, cuda_available=False))
     load_for_inference(base, None, "cpu", "none", config.model.trust_remote_code)
     assert {name for name, _ in loads} == {"AutoConfig.from_pretrained", "AutoModelForCausalLM.from_config",
                                            "AutoModelForCausalLM.from_pretrained", "AutoTokenizer.from_pretrained"}

@@ -3,20 +3,13 @@
 import pytest
 import torch
 
-from lab.core.config import Optimizer, allowed
+from lab.core.choices import Optimizer, allowed
 from lab.core.errors import ConfigError
 from lab.train.fine_tune import tokenize_splits
 from lab.train.masking import tokenize_conversation, tokenize_for_training
 
 from .conftest import make_config
-
-CONVERSATION = [
-    {"role": "user", "content": "What does `numpy.argsort` do?"},
-    {"role": "assistant", "content": "Returns the indices that would sort an array."},
-    {"role": "user", "content": "What parameters does it take?"},
-    {"role": "assistant", "content": "`argsort` takes:\n- `a`: Array to sort."},
-]
-SHORT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
+from .helpers import CONVERSATION, SHORT
 
 
 def test_loss_mask_covers_exactly_the_assistant_turns_of_a_multi_turn_conversation(tokenizer):

@@ -1,5 +1,5 @@
-"""The README's Troubleshooting table quotes the lab's real messages: each params message it shows is
-what loading that value produces, word for word."""
+"""The Troubleshooting table (docs/troubleshooting.md) quotes the lab's real messages: each params message it
+shows is what loading that value produces, word for word."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from lab.core.errors import ConfigError
 
 from .conftest import REPO, make_config
 
-# (the bad value, the message as the README quotes it; "..." ends a quote cut short)
+# (the bad value, the message as docs/troubleshooting.md quotes it; "..." ends a quote cut short)
 QUOTED = [
     ({"lr": -1}, "lr: -1.0 is not allowed; it must be a finite positive number"),
     ({"train": {"optimizer": "adamw"}},
@@ -26,12 +26,13 @@ QUOTED = [
 
 
 def troubleshooting_section() -> str:
-    text = (REPO / "README.md").read_text()
-    return text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0].replace("\\|", "|")
+    """The table of docs/troubleshooting.md, its escaped pipes unescaped."""
+    text = (REPO / "docs" / "troubleshooting.md").read_text()
+    return text.split("| The stage says |", 1)[1].split("\n\n", 1)[0].replace("\\|", "|")
 
 
 @pytest.mark.parametrize("overrides, quoted", QUOTED)
-def test_the_readme_quotes_the_message_the_lab_prints(overrides, quoted):
+def test_the_docs_quote_the_message_the_lab_prints(overrides, quoted):
     assert f"`{quoted}`" in troubleshooting_section()
     with pytest.raises(ConfigError) as error:
         make_config(overrides)

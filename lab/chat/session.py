@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from lab.chat.log import ChatLog, answer_row
 from lab.chat.models import ChatModel
 from lab.chat.streaming import GenerationSettings, Messages, Reply, ReplyStream
-from lab.core.config import MAX_RATING, MIN_RATING
+from lab.core.choices import MAX_RATING, MIN_RATING
 from lab.core.errors import LabError
 
 ChooseAdapter = Callable[[Messages], str]

@@ -10,13 +10,21 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lab.core.choices import LORA_PRESETS, MAX_RATING, MIN_RATING
+from lab.core.config import (
+    BUILTIN_DATASET,
+    EMBEDDED_MODEL,
+    MIXED_ADAPTER,
+    RESERVED_DOMAIN_NAMES,
+    DataConfig,
+    FiltersConfig,
+    LabConfig,
+    ModelConfig,
+)
 from lab.core.errors import ConfigError
 from lab.core.hub import is_hub_id, local_model_problem
-
-if TYPE_CHECKING:
-    from lab.core.config import DataConfig, FiltersConfig, LabConfig, ModelConfig
 
 # The local dataset files the lab reads, and how lab.data.prepare reads each: its own line-by-line JSON reader
 # (lab.data.json_rows), or `datasets`' parquet loader.
@@ -76,7 +84,6 @@ def _validate_model(model: ModelConfig, backend: str) -> None:
     """model.base is the embedded model, a loadable local model or a Hub id; a revision needs a Hub id;
     model.chat_template needs a backend that applies it (train.backend auto: lab.train.backends checks it
     once the backend is resolved)."""
-    from lab.core.config import EMBEDDED_MODEL
 
     base, path = model.base, Path(model.base)
     hub = base != EMBEDDED_MODEL and not path.exists()
@@ -96,7 +103,6 @@ def _validate_model(model: ModelConfig, backend: str) -> None:
 def _validate_data_source(source: str, key: str, revision: str | None, revision_key: str | None) -> None:
     """A dataset source is builtin, an existing local .json/.jsonl/.parquet file or a Hub dataset id
     (lab.data.prepare.load_source_rows tells them apart the same way); a revision needs a Hub id."""
-    from lab.core.config import BUILTIN_DATASET
 
     path, files = Path(source), "/".join(DATA_FILE_SUFFIXES)
     local = source == BUILTIN_DATASET or path.suffix.lower() in DATA_FILE_SUFFIXES or path.exists()
@@ -165,7 +171,6 @@ def _validate_train(config: LabConfig) -> None:
            "null when data.validation_examples is 0 (early stopping needs a validation split)")
     _positive(lora, "train.lora", "r", "alpha")
     _check(0.0 <= lora.dropout < 1.0, "train.lora.dropout", lora.dropout, "in [0, 1)")
-    from lab.core.config import LORA_PRESETS
 
     _check(bool(lora.target_modules), "train.lora.target_modules", lora.target_modules,
            f"non-empty: module names or the presets {sorted(LORA_PRESETS)}")
@@ -212,7 +217,6 @@ def _validate_compare(config: LabConfig) -> None:
 
 
 def _validate_feedback(config: LabConfig) -> None:
-    from lab.core.config import MAX_RATING, MIN_RATING
 
     low = config.feedback.min_rating
     _check(low is None or MIN_RATING <= low <= MAX_RATING, "feedback.min_rating", low,
@@ -220,7 +224,6 @@ def _validate_feedback(config: LabConfig) -> None:
 def _validate_domains(config: LabConfig) -> None:
     """The domain pipeline's params: names that can be folder and DVC stage names, the adapters its foreach trains
     (DVC's templating cannot append mixed to domains.names, so both lists are written out and must agree)."""
-    from lab.core.config import MIXED_ADAPTER, RESERVED_DOMAIN_NAMES
 
     domains = config.domains
     names = domains.names

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from lab.core.errors import LabError
+from lab.core.quiet import quiet_third_party_logs
 
 
 class Terminated(BaseException):
@@ -32,6 +33,7 @@ def run_stage(main: Callable[[], None]) -> None:
     default handling would not do (the process would die with its temporary files in place). A
     stopped stage exits with the shell's code for the signal (130 Ctrl-C, 143 SIGTERM)."""
     name = Path(sys.argv[0]).stem
+    quiet_third_party_logs()  # before main() imports bitsandbytes (lab/core/quiet.py)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     # A process started in the background by a non-interactive shell inherits SIGINT ignored, and
     # Python then leaves it so: a stage is still stopped cleanly by Ctrl-C (what `dvc` forwards).

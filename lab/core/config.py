@@ -1,75 +1,51 @@
-"""The typed shape of params.yaml: every stage reads its knobs from here.
+"""The typed shape of params.yaml: every stage reads its knobs from here, and each stage's code takes the
+sections it needs (`LabConfig.training`, `.evaluation`, `.comparison`, or one section such as `config.data`).
 
-Values live in params.yaml only. This module holds their types, their allowed values (as
-`Literal` types, the one list each) and their ranges; a key missing from params.yaml is an
-error, never a silent default. Tests and benchmarks build configs from params.yaml plus explicit
-overrides (`load_config(overrides=...)`), so nothing runs on a value that no user gets.
+Values live in params.yaml only (lab.core.params reads it; lab.core.choices lists the allowed words). A key missing
+from params.yaml is an error, never a silent default; tests and benchmarks build configs from params.yaml plus
+explicit overrides (`load_config(overrides=...)`), so nothing runs on a value that no user gets.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
-import yaml
+from lab.core.choices import (
+    LORA_PRESETS,
+    AnswerFormat,
+    Auto,
+    Backend,
+    BatchScaling,
+    CheckpointingMode,
+    CurriculumKey,
+    DataFormat,
+    DataOrder,
+    Decode,
+    ExportDtype,
+    FinetunedBase,
+    GgufQuantization,
+    LongSequences,
+    LrScaling,
+    LrScheduler,
+    OnInvalid,
+    Optimizer,
+    PackedAttention,
+    Precision,
+    Quantization,
+    RougeTokenizer,
+    RougeType,
+    SameRoleTurns,
+    Unrated,
+)
 
-from lab.core.checks import validate
-from lab.core.errors import ConfigError
-from lab.core.schema import build, merge
-
-PARAMS_FILE = Path("params.yaml")
 EMBEDDED_MODEL = "embedded"
 BUILTIN_DATASET = "builtin"
 # The adapter trained on every domain's rows together, the router's fallback (pipelines/domains/dvc.yaml). The
 # domain pipeline's other names for files and folders beside the domains' own are reserved as well.
 MIXED_ADAPTER = "mixed"
 RESERVED_DOMAIN_NAMES = (MIXED_ADAPTER, "base", "routed", "router")
-
-# Allowed values, each listed once; the modules that act on them read them from here.
-Backend = Literal["auto", "unsloth", "hf"]
-Quantization = Literal["auto", "4bit", "8bit", "none"]
-CheckpointingMode = Literal["unsloth", "plain"]
-PackedAttention = Literal["per_example", "library"]
-OnInvalid = Literal["error", "drop"]
-SameRoleTurns = Literal["merge", "reject"]
-LongSequences = Literal["truncate", "drop"]
-RougeType = Literal["rouge1", "rouge2", "rouge3", "rouge4", "rougeL", "rougeLsum"]
-RougeTokenizer = Literal["default", "whitespace"]
-Decode = Literal["auto", "generate", "static"]
-DataFormat = Literal["auto", "sharegpt", "messages", "alpaca", "question_answer", "query_response", "inputs_targets",
-                     "oasst", "chat_log"]
-LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup"]
-# transformers' OptimizerNames the lab runs (8-bit and paged ones via bitsandbytes: on CPU too, paged as plain).
-Optimizer = Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit",
-                    "paged_adamw_32bit", "lion_8bit", "paged_lion_8bit", "adafactor", "sgd", "adagrad", "rmsprop"]
-Precision = Literal["auto", "bf16", "fp16", "fp32"]
-DataOrder = Literal["shuffle", "curriculum"]
-CurriculumKey = Literal["length", "score", "domain"]
-AnswerFormat = Literal["keep", "steps", "json"]
-FinetunedBase = Literal["full", "as_trained"]
-Auto = Literal["auto"]
-BatchScaling = Literal["fixed_global", "per_device"]
-LrScaling = Literal["none", "linear", "sqrt"]
-ExportDtype = Literal["bf16", "fp16", "fp32"]
-# Unsloth's GGUF quantizations (its save_pretrained_gguf's quantization_method), less the importance-matrix
-# (iq*) ones: not_quantized, fast_quantized and quantized are its aliases of f16, q8_0 and q4_k_m.
-GgufQuantization = Literal["not_quantized", "fast_quantized", "quantized", "f32", "bf16", "f16", "q8_0", "q4_k_m",
-                           "q5_k_m", "q2_k", "q2_k_l", "q3_k_l", "q3_k_m", "q3_k_s", "q3_k_xs", "q4_0", "q4_1",
-                           "q4_k_s", "q4_k", "q5_k", "q5_0", "q5_1", "q5_k_s", "q6_k"]
-# LoRA target presets, usable in train.lora.target_modules beside module names (Llama-style names,
-# which Llama, Qwen, Mistral and SmolLM share).
-LORA_PRESETS: dict[str, tuple[str, ...]] = {
-    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
-    "mlp": ("gate_proj", "up_proj", "down_proj"),
-    "all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-}
-
-
-def allowed(literal: Any) -> tuple[str, ...]:
-    """The allowed values of one of the Literal types above."""
-    return get_args(literal)
 
 
 @dataclass(frozen=True)
@@ -225,11 +201,6 @@ class CompareConfig:
     gallery_examples: int
 
 
-# The chat CLI's ratings (tools/chat.py /rate N): whole numbers in this range, highest best.
-MIN_RATING, MAX_RATING = 1, 5
-Unrated = Literal["keep", "drop"]
-
-
 @dataclass(frozen=True)
 class FeedbackConfig:
     """What prepare keeps of a chat log's answers (lab/data/feedback.py)."""
@@ -256,6 +227,38 @@ class DomainsConfig:
 
 
 @dataclass(frozen=True)
+class TrainingSetup:
+    """The train stage's share of the params (its `params:` in dvc.yaml), as lab.train takes them: the train
+    section, the model options that training applies, the learning rate, the training seed and the data order."""
+
+    train: TrainConfig
+    model: ModelConfig
+    lr: float
+    seed: int  # of the LoRA initialisation and the training order: train.seed, else seed
+    data_order: DataOrder
+
+
+@dataclass(frozen=True)
+class EvaluationSetup:
+    """What the evaluate stages read of the params, as lab.eval takes them: the evaluate section, the answer
+    format the format metrics check, and the quantization training ran with (evaluate.finetuned_base: as_trained)."""
+
+    evaluate: EvaluateConfig
+    answer_format: AnswerFormat
+    train_quantization: Quantization
+
+
+@dataclass(frozen=True)
+class ComparisonSetup:
+    """What the compare stage reads of the params: the compare section, the ROUGE settings of the length-matched
+    rescoring (evaluate section) and the bootstrap's seed."""
+
+    compare: CompareConfig
+    evaluate: EvaluateConfig
+    seed: int
+
+
+@dataclass(frozen=True)
 class LabConfig:
     seed: int
     lr: float
@@ -273,16 +276,22 @@ class LabConfig:
         """The seed of the LoRA initialisation and the training order: train.seed, else seed."""
         return self.seed if self.train.seed is None else self.train.seed
 
+    @property
+    def evaluation(self) -> EvaluationSetup:
+        """What the evaluate stages' code reads of these params (lab.eval.evaluation)."""
+        return EvaluationSetup(evaluate=self.evaluate, answer_format=self.data.answer_format,
+                               train_quantization=self.train.quantization)
 
-def load_config(path: Path | str = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> LabConfig:
-    """Read params.yaml once into a validated, typed LabConfig; `overrides` (nested like the file)
-    replace some of its values, as `dvc exp run -S` would."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: params file not found (run from the repository root)")
-    with path.open() as handle:
-        raw = yaml.safe_load(handle) or {}
-    return validate(build(LabConfig, merge(raw, overrides or {}), ""))
+    @property
+    def comparison(self) -> ComparisonSetup:
+        """What the compare stage's code reads of these params (lab.eval.comparison)."""
+        return ComparisonSetup(compare=self.compare, evaluate=self.evaluate, seed=self.seed)
+
+    @property
+    def training(self) -> TrainingSetup:
+        """What the train stage's code reads of these params (lab.train)."""
+        return TrainingSetup(train=self.train, model=self.model, lr=self.lr, seed=self.train_seed,
+                             data_order=self.data.order)
 
 
 def as_dict(config: Any) -> dict[str, Any]:

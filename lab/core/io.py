@@ -6,6 +6,11 @@ renamed into place once complete. A stage with several outputs stages them all (
 renames them together at the end. Ctrl-C and SIGTERM (which lab.core.cli turns into an exception) remove
 the temporary files on the way out; after a SIGKILL, where no cleanup can run, the next writer of the
 same output sweeps them (a stage's outputs have one writer at a time: DVC locks the repository).
+
+Outputs get the modes a plain `open(path, "w")` or `mkdir` gives (0o666 or 0o777 less the umask), not the
+owner-only ones of temporary files: `atomic_open`'s mkstemp file is given the plain mode, and a staged
+output's files and folders that a temporary-file writer made owner-only (0600 files, 0700 folders:
+safetensors >= 0.8 writes its .safetensors files through a temporary file) get it at the commit.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import uuid
@@ -23,6 +29,58 @@ from pathlib import Path
 from typing import IO, Any
 
 PARTIAL_SUFFIX = ".lab-partial"
+
+
+# The modes of temporary files and folders (mkstemp, mkdtemp, NamedTemporaryFile, Rust's tempfile crate).
+_TEMPORARY_FILE_MODE, _TEMPORARY_FOLDER_MODE = 0o600, 0o700
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (/proc/self/status, since 4.7).
+
+    Elsewhere it is set and restored, the classic way. That is acceptable here: a file that another
+    thread creates between the two calls (two system calls apart) gets the owner-only mode that umask
+    0o077 gives, the mode of a temporary file, and the lab's outputs are written by the main thread."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
+def plain_modes() -> tuple[int, int]:
+    """The modes that `open(path, "w")` and `mkdir` give a new file and folder: 0o666 and 0o777 less the umask."""
+    umask = current_umask()
+    return 0o666 & ~umask, 0o777 & ~umask
+
+
+def _give_plain_modes(path: Path) -> None:
+    """Give `path`, and what is under it if it is a folder, the plain modes where a temporary-file writer
+    left owner-only ones (files 0600, folders 0700). Other modes are kept (a writer meant them); so
+    are the modes of links: a symlink is not followed, nor is a hard-linked file changed (its mode is
+    another path's too, a file in DVC's cache say)."""
+    file_mode, folder_mode = plain_modes()
+    if (file_mode, folder_mode) == (_TEMPORARY_FILE_MODE, _TEMPORARY_FOLDER_MODE):
+        return  # an umask of 0o077: owner-only is what a plain write gives
+    paths = [path]
+    if path.is_dir() and not path.is_symlink():
+        for folder, folders, files in os.walk(path):  # symlinked folders are not entered
+            paths += [Path(folder, name) for name in folders + files]
+    for each in paths:
+        try:
+            info = each.lstat()
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and mode == _TEMPORARY_FILE_MODE != file_mode:
+            os.chmod(each, file_mode)
+        elif stat.S_ISDIR(info.st_mode) and mode == _TEMPORARY_FOLDER_MODE != folder_mode:
+            os.chmod(each, folder_mode)
 
 
 def partial_path(path: Path) -> Path:
@@ -67,6 +125,7 @@ def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO[Any]]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=PARTIAL_SUFFIX)
     try:
         with os.fdopen(fd, mode, **encoding) as handle:
+            os.fchmod(fd, plain_modes()[0])  # mkstemp's file is owner-only (0600); a plain open's is not
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -144,6 +203,8 @@ def _commit(targets: tuple[Path, ...], staged: tuple[Path, ...]) -> None:
     or swept by the next run."""
     aside: list[Path] = []
     try:
+        for temp in staged:
+            _give_plain_modes(temp)
         with _stop_requests_held():
             for target in targets:
                 if target.exists() or target.is_symlink():

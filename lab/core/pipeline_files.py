@@ -24,6 +24,25 @@ def stage_flag_path(stage: str, flag: str, dvc_yaml: Path = Path("dvc.yaml")) ->
     return Path(words[words.index(flag) + 1])
 
 
+def stage_params(stage: str, dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
+    """The params.yaml keys a stage lists under `params:` (dotted, e.g. "model.chat_template"), in order."""
+    keys = []
+    for entry in _stages(dvc_yaml)[stage].get("params", []):
+        # A bare key reads params.yaml; a one-key mapping {file: [keys]} reads another file's keys.
+        if not isinstance(entry, str):
+            raise ValueError(f"{dvc_yaml}: stage {stage!r} reads params from {entry}; only params.yaml keys are known")
+        keys.append(entry)
+    return keys
+
+
+def param_value(params: dict[str, Any], key: str) -> Any:
+    """The value of a dotted params key ("train.lora.r") in a params mapping."""
+    value: Any = params
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
 def metrics_files(dvc_yaml: Path = Path("dvc.yaml")) -> list[Path]:
     """Every file the stages declare as DVC metrics, in stage order."""
     paths = []

@@ -108,19 +108,69 @@ def git_revision(where: Path | str = ".") -> dict[str, Any] | None:
     return {"commit": commit, "uncommitted_changes": bool(changes)}
 
 
+# What a result records for an absolute path outside the repository, before the path's last name:
+# the folders above it name the machine that ran (a home or scratch folder, a mount), not the lab.
+OUTSIDE = "<outside>"
+# What marks a repository's root: .dvc (tracked through .dvc/config, so a clone, a `git archive` export
+# and a copy of the tracked files all keep it, .git or not), or .git (a folder, or a worktree's file).
+ROOT_MARKERS = (".dvc", ".git")
+
+
+def repository_root(script: Path | str | None = None) -> Path | None:
+    """The root of the repository a result comes from, found without running git: the nearest folder
+    above `script` that holds one of ROOT_MARKERS, else the one above this lab package (a checkout the
+    lab is installed from in editable mode), else None (a wheel-installed lab running a script of no
+    repository)."""
+    starts = [Path(script).resolve().parent] if script is not None else []
+    for start in [*starts, Path(__file__).resolve().parent]:
+        for folder in (start, *start.parents):
+            if any((folder / marker).exists() for marker in ROOT_MARKERS):
+                return folder
+    return None
+
+
+def portable_path(value: str, root: Path | None) -> str:
+    """`value` as a result records it: an absolute path inside `root` relative to it (`.` for the root
+    itself, symlinks resolved where that makes it inside), an absolute path outside it (or with no
+    root) as `<outside>/NAME`, NAME its last component, and anything else, relative paths included,
+    unchanged."""
+    if not os.path.isabs(value):
+        return value
+    path = Path(os.path.normpath(value))
+    if root is not None:
+        for candidate in (path, path.resolve()):
+            if candidate.is_relative_to(root):
+                return candidate.relative_to(root).as_posix()
+    return f"{OUTSIDE}/{path.name}" if path.name else OUTSIDE
+
+
+def portable_argument(argument: str, root: Path | None) -> str:
+    """A command-line argument with its absolute path made portable (`portable_path`): the whole
+    argument (`--out /x/y.json`'s second word), or the value of a KEY=VALUE (`--out=/x/y.json`,
+    `-S model.base=/x/base`); any other argument unchanged."""
+    if os.path.isabs(argument):
+        return portable_path(argument, root)
+    key, equals, value = argument.partition("=")
+    if equals and os.path.isabs(value):
+        return f"{key}={portable_path(value, root)}"
+    return argument
+
+
 def result_header(script: str, benchmark: str) -> dict[str, Any]:
-    """What every benchmark result file starts with: the script (a path inside the repository is
-    recorded relative to its root) and its arguments, what it measures, when, at which revision, on
-    which machine and with which library versions."""
+    """What every benchmark result file starts with: the script and its arguments, what it measures,
+    when, at which revision, on which machine and with which library versions.
+
+    The script and its arguments name no folder of the machine that ran: the script is recorded
+    relative to the repository root (`repository_root`: found from the script's own location, so the
+    same with or without .git), and each absolute path among the arguments relative to that root when
+    inside it, else as `<outside>/NAME` (`portable_path`). Relative arguments are kept as given (they
+    are relative to the working directory, the repository root when run as the README says)."""
     path = Path(script).resolve()
-    # The lab may be installed from a wheel: the repository is the script's, not this module's.
-    root = _git(["rev-parse", "--show-toplevel"], path.parent)
-    if root and path.is_relative_to(root):
-        script = path.relative_to(root).as_posix()
+    root = repository_root(path)
     installed = {name: version for name, version in package_versions(RESULT_PACKAGES).items() if version}
     return {
-        "script": script,
-        "arguments": sys.argv[1:],
+        "script": portable_path(str(path), root),
+        "arguments": [portable_argument(argument, root) for argument in sys.argv[1:]],
         "benchmark": benchmark,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_revision": git_revision(path.parent),

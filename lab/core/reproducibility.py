@@ -27,7 +27,7 @@ def full_determinism(device: str) -> bool:
     """Whether the trainer runs with transformers' full_determinism: on CPU, where it cost 1-2% of the
     trainer's step speed (the embedded default's, measured with the mode toggled); on a GPU it would serialize
     every kernel launch (CUDA_LAUNCH_BLOCKING), and the 4-bit and fused-attention kernels there are not
-    deterministic anyway (README)."""
+    deterministic anyway (docs/pipeline.md)."""
     return device == "cpu"
 
 

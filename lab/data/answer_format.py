@@ -30,7 +30,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from lab.core.config import AnswerFormat, allowed
+from lab.core.choices import AnswerFormat, allowed
 from lab.data.builtin.docparse import sentences
 
 # The docs domain's parameter-list questions (lab.data.builtin.docstrings.make_conversation): the open-book

@@ -22,8 +22,9 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lab.core.config import MAX_RATING, MIN_RATING, FeedbackConfig
-from lab.data.formats import Grouping, RowFault, Unit, brief, unusable
+from lab.core.choices import MAX_RATING, MIN_RATING
+from lab.core.config import FeedbackConfig
+from lab.data.units import Grouping, RowFault, Unit, brief, unusable
 
 # The columns that tell a chat log from other chat-messages data (lab.data.formats' detection).
 LOG_COLUMNS = ("messages", "rating", "correction")

@@ -15,7 +15,7 @@ from typing import Any
 
 from lab.core.config import FiltersConfig
 from lab.core.errors import ConfigError
-from lab.eval.scoring import word_count
+from lab.core.text import word_count
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -26,7 +26,7 @@ def answer_text(conversation: dict[str, Any]) -> str:
 
 
 def answer_words(conversation: dict[str, Any]) -> int:
-    """Whitespace words of the answer (lab.eval.scoring.word_count, the lab's unit of length)."""
+    """Whitespace words of the answer (lab.core.text.word_count, the lab's unit of length)."""
     return word_count(answer_text(conversation))
 
 

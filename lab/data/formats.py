@@ -14,9 +14,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any
 
 from lab.core.errors import DataError
+from lab.data.feedback import group_chat_log
+from lab.data.units import Grouping, RowFault, Unit, brief, unusable
 
 AUTO = "auto"
 # A dataset loaded through `datasets` gives every row all of the table's columns, so a few rows show
@@ -26,49 +28,6 @@ DETECTION_ROWS = 100
 OASST_ROLES = {"prompter": "user", "assistant": "assistant"}
 
 Turn = tuple[Any, Any]  # (speaker, text) as the row has them: lab.data.prepare maps and validates both
-
-
-class Unit(NamedTuple):
-    """One raw conversation to normalise, with the label that error messages name it by."""
-
-    label: str
-    row: Any
-
-
-class RowFault(NamedTuple):
-    """A row found unusable while grouping rows into conversations; counted like an invalid row."""
-
-    label: str
-    reason: str
-    detail: str
-
-
-class UnreadableRow(NamedTuple):
-    """A row that could not be read at all (a line of a JSON Lines file that is not JSON), kept in
-    its place among the rows so that it is counted like an invalid row and row numbers stay true."""
-
-    reason: str
-    detail: str
-
-
-Grouping = tuple[list[Unit], list[RowFault]]
-
-
-def brief(value: Any, limit: int = 60) -> str:
-    """repr(value) cut to `limit` characters, for error messages about hostile data (a megabyte-long
-    role must not make a megabyte-long message); repr also escapes control characters and surrogates."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
-
-
-def unusable(row: Any) -> tuple[str, str] | None:
-    """The (reason, detail) of a row that is no mapping of columns at all (unreadable, or a bare
-    value), or None for a mapping, which the format's adapter then reads."""
-    if isinstance(row, UnreadableRow):
-        return row.reason, row.detail
-    if not isinstance(row, Mapping):
-        return "not_a_mapping", f"row is a {type(row).__name__}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -232,12 +191,6 @@ def oasst_conversations(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [unit.row for unit in group_oasst(rows)[0]]
 
 
-def _group_chat_log(rows: Sequence[Any]) -> Grouping:
-    from lab.data.feedback import group_chat_log  # lab.data.feedback reads this module's types
-
-    return group_chat_log(rows)
-
-
 FORMATS: dict[str, Adapter] = {
     "sharegpt": Adapter(("conversations",), _sharegpt_turns, "ShareGPT, FineTome: a list of {from, value}"),
     "messages": Adapter(("messages",), _chat_turns, "chat messages: a list of {role, content}"),
@@ -251,7 +204,7 @@ FORMATS: dict[str, Adapter] = {
                      optional_columns=("message_tree_id", "rank"), group=group_oasst),
     "chat_log": Adapter(("messages", "rating", "correction"), _chat_turns,
                         "tools/chat.py --log: one answer per row, with its rating and correction",
-                        optional_columns=("conversation", "turn"), group=_group_chat_log, carried=("feedback",)),
+                        optional_columns=("conversation", "turn"), group=group_chat_log, carried=("feedback",)),
 }
 
 

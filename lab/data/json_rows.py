@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.core.errors import DataError
-from lab.data.formats import UnreadableRow
+from lab.data.units import UnreadableRow
 
 NOT_JSON = "not_json"
 # Some editors start UTF-8 files with a byte order mark, which is not JSON.

@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from lab.core.errors import DataError
-from lab.data.formats import AUTO, FORMATS, brief, conversation_units, resolve_format, unusable
+from lab.data.formats import AUTO, FORMATS, conversation_units, resolve_format
+from lab.data.units import brief, unusable
 
 # ShareGPT speakers and chat roles seen in the wild, mapped to the chat schema.
 ROLE_ALIASES = {

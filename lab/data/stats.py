@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from lab.core.text import length_stats, word_count
 from lab.data.filters import answer_words
-from lab.eval.scoring import length_stats, word_count
 
 # Where the rows that are not removed end up, in the order the report shows them.
 PLACES = ("test", "validation", "not_sampled", "train")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lab.core.config import MIXED_ADAPTER, LabConfig
+from lab.core.config import MIXED_ADAPTER, ComparisonSetup
 from lab.core.errors import DataError
 from lab.eval import stats
 from lab.eval.scoring import metric_value
@@ -27,10 +27,10 @@ def pair_key(candidate: str, reference: str) -> str:
     return f"{candidate}_vs_{reference}"
 
 
-def paired_test(config: LabConfig, reference: Sequence[float], candidate: Sequence[float]) -> dict[str, Any]:
+def paired_test(setup: ComparisonSetup, reference: Sequence[float], candidate: Sequence[float]) -> dict[str, Any]:
     """candidate - reference, paired bootstrap over the same examples (compare params, seeded by `seed`)."""
-    compare = config.compare
-    test = stats.paired_bootstrap(reference, candidate, compare.bootstrap_resamples, config.seed, compare.confidence)
+    compare = setup.compare
+    test = stats.paired_bootstrap(reference, candidate, compare.bootstrap_resamples, setup.seed, compare.confidence)
     return {key: test[key] for key in ("difference", "ci_low", "ci_high", "p_value", "p_value_at_floor")}
 
 
@@ -44,20 +44,20 @@ def _aligned(rows: Sequence[Mapping[str, Any]], ids: list[str], what: str) -> li
     return [by_id[example_id] for example_id in ids]
 
 
-def _sides_result(config: LabConfig, sides: Mapping[str, Sequence[Mapping[str, Any]]], metrics: list[str],
+def _sides_result(setup: ComparisonSetup, sides: Mapping[str, Sequence[Mapping[str, Any]]], metrics: list[str],
                   pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     values = {side: {m: [metric_value(row, m) for row in rows] for m in metrics} for side, rows in sides.items()}
     return {
         "examples": len(next(iter(sides.values()))),
         "means": {side: {m: round(sum(v) / len(v), 6) for m, v in side_values.items()}
                   for side, side_values in values.items()},
-        **{pair_key(candidate, reference): {m: paired_test(config, values[reference][m], values[candidate][m])
+        **{pair_key(candidate, reference): {m: paired_test(setup, values[reference][m], values[candidate][m])
                                             for m in metrics}
            for candidate, reference in pairs},
     }
 
 
-def compare_domains(config: LabConfig, predictions: Mapping[str, Sequence[Mapping[str, Any]]],
+def compare_domains(setup: ComparisonSetup, predictions: Mapping[str, Sequence[Mapping[str, Any]]],
                     domains: Sequence[str]) -> dict[str, Any]:
     """The comparison from the prediction rows: `predictions` maps "base", "mixed" and "routed" to their rows on
     every domain's eval examples, and each domain name to its own adapter's rows on that domain's examples."""
@@ -66,8 +66,8 @@ def compare_domains(config: LabConfig, predictions: Mapping[str, Sequence[Mappin
         raise DataError("no eval predictions to compare")
     metrics = list(predictions[MIXED_ADAPTER][0]["scores"])
     result: dict[str, Any] = {"metrics": metrics, "domains": {},
-                              "bootstrap": {"resamples": config.compare.bootstrap_resamples,
-                                            "confidence": config.compare.confidence, "seed": config.seed}}
+                              "bootstrap": {"resamples": setup.compare.bootstrap_resamples,
+                                            "confidence": setup.compare.confidence, "seed": setup.seed}}
     for name in domains:
         ids = [row["id"] for row in predictions[MIXED_ADAPTER] if row["source"] == name]
         if not ids:
@@ -75,10 +75,10 @@ def compare_domains(config: LabConfig, predictions: Mapping[str, Sequence[Mappin
         sides = {"adapter": _aligned(predictions[name], ids, f"the {name} adapter's predictions"),
                  **{side: _aligned(predictions[side], ids, f"the {side} predictions")
                     for side in (BASE, MIXED_ADAPTER)}}
-        result["domains"][name] = _sides_result(config, sides, metrics, DOMAIN_PAIRS)
+        result["domains"][name] = _sides_result(setup, sides, metrics, DOMAIN_PAIRS)
     sides = {side: _aligned(predictions[side], union_ids, f"the {side} predictions")
              for side in (BASE, MIXED_ADAPTER, ROUTED)}
-    result[ROUTED] = _sides_result(config, sides, metrics, ROUTED_PAIRS)
+    result[ROUTED] = _sides_result(setup, sides, metrics, ROUTED_PAIRS)
     return result
 
 

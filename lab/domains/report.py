@@ -156,7 +156,7 @@ def build_domain_report(config: LabConfig, metrics_dir: Path) -> tuple[dict[str,
     names = config.domains.names
     predictions = {side: read_jsonl(metrics_dir / "predictions" / f"{side}.jsonl")
                    for side in (BASE, MIXED_ADAPTER, ROUTED, *names)}
-    comparison = compare_domains(config, predictions, names)
+    comparison = compare_domains(config.comparison, predictions, names)
     routing = read_json(metrics_dir / "router.json")
     routes = read_json(metrics_dir / "eval" / f"{ROUTED}.json")["routes"]
     train = {adapter: read_json(metrics_dir / "train" / f"{adapter}.json") for adapter in config.domains.adapters}

@@ -23,7 +23,7 @@ def evaluate_routed(config: LabConfig, base_dir: Path, adapters_dir: Path, route
     groups: dict[str, list[int]] = {}
     for index, route in enumerate(routes):
         groups.setdefault(route.adapter, []).append(index)
-    quantization = base_quantization(config, finetuned=True)
+    quantization = base_quantization(config.evaluation, finetuned=True)
     rows: list[dict[str, Any] | None] = [None] * len(examples)
     timing: dict[str, Any] = {}
     for adapter, indices in sorted(groups.items()):
@@ -33,7 +33,7 @@ def evaluate_routed(config: LabConfig, base_dir: Path, adapters_dir: Path, route
                                     "there (train it: `dvc repro pipelines/domains/dvc.yaml`)")
         model, tokenizer = load_for_inference(base_dir, adapter_dir, device, quantization,
                                               config.model.trust_remote_code)
-        adapter_rows, adapter_metrics = evaluate(config, model, tokenizer, [examples[i] for i in indices])
+        adapter_rows, adapter_metrics = evaluate(config.evaluation, model, tokenizer, [examples[i] for i in indices])
         del model  # one adapter's model in memory at a time
         for index, row in zip(indices, adapter_rows, strict=True):
             rows[index] = {**row, "route": routes[index].to_dict()}

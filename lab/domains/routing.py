@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.core.config import MIXED_ADAPTER, LabConfig
+from lab.core.config import MIXED_ADAPTER, DomainsConfig
 from lab.core.errors import DataError
 from lab.core.io import read_jsonl
 from lab.data.prepare import to_eval_example
@@ -49,22 +49,22 @@ def routing_metrics(routes: Sequence[Route], domains: Sequence[str], adapters: S
             "confusion": confusion}
 
 
-def training_prompts(config: LabConfig, data_dir: Path) -> dict[str, list[list[dict[str, str]]]]:
+def training_prompts(domains: DomainsConfig, data_dir: Path) -> dict[str, list[list[dict[str, str]]]]:
     """Each domain's training prompts, from data_dir/<domain>/train.jsonl (domains_prepare's)."""
     prompts = {name: [to_eval_example(row)["input"] for row in read_jsonl(data_dir / name / "train.jsonl")]
-               for name in config.domains.names}
+               for name in domains.names}
     empty = [name for name, rows in prompts.items() if not rows]
     if empty:
         raise DataError(f"no training rows for domain(s) {empty} in {data_dir}: the router has nothing to fit")
     return prompts
 
 
-def fit_router(config: LabConfig, data_dir: Path,
+def fit_router(domains: DomainsConfig, data_dir: Path,
                eval_examples: Sequence[dict[str, Any]]) -> tuple[Router, dict[str, Any]]:
     """The router (domains.router_threshold, falling back to mixed) and its record: routing_metrics on the eval
     examples, the examples' routes, and the training prompts' nearest similarities."""
-    embeddings = {name: embed_prompts(rows) for name, rows in training_prompts(config, data_dir).items()}
-    router = Router.from_embeddings(embeddings, config.domains.router_threshold, MIXED_ADAPTER)
+    embeddings = {name: embed_prompts(rows) for name, rows in training_prompts(domains, data_dir).items()}
+    router = Router.from_embeddings(embeddings, domains.router_threshold, MIXED_ADAPTER)
     routes = router.route_many([example["input"] for example in eval_examples])
     nearest = (np.concatenate(list(embeddings.values())) @ router.centroids.T).max(axis=1)
     record = {

@@ -13,23 +13,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lab.core.config import LabConfig
+from lab.core.config import ComparisonSetup
 from lab.eval import stats
 from lab.eval.scoring import metric_label
 
 SIDES = ("base", "finetuned")
 
 
-def bootstrap_all(config: LabConfig, base: Mapping[str, Sequence[float]],
+def bootstrap_all(setup: ComparisonSetup, base: Mapping[str, Sequence[float]],
                   finetuned: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """Paired bootstrap of every metric's per-example values, in the flat shape `dvc metrics` reads."""
-    return {name: _paired_test(config, base[name], finetuned[name]) for name in base}
+    return {name: _paired_test(setup, base[name], finetuned[name]) for name in base}
 
 
-def _paired_test(config: LabConfig, base: Sequence[float], finetuned: Sequence[float]) -> dict[str, Any]:
+def _paired_test(setup: ComparisonSetup, base: Sequence[float], finetuned: Sequence[float]) -> dict[str, Any]:
     """One metric's paired bootstrap (compare params, seeded by `seed`), flat for `dvc metrics`."""
-    compare = config.compare
-    test = stats.paired_bootstrap(base, finetuned, compare.bootstrap_resamples, config.seed, compare.confidence)
+    compare = setup.compare
+    test = stats.paired_bootstrap(base, finetuned, compare.bootstrap_resamples, setup.seed, compare.confidence)
     return {
         "base": test["base_mean"], "base_ci_low": test["base_ci"][0], "base_ci_high": test["base_ci"][1],
         "finetuned": test["finetuned_mean"], "finetuned_ci_low": test["finetuned_ci"][0],
@@ -39,7 +39,7 @@ def _paired_test(config: LabConfig, base: Sequence[float], finetuned: Sequence[f
     }
 
 
-def format_tests(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
+def format_tests(setup: ComparisonSetup, base_rows: Sequence[Mapping[str, Any]],
                  finetuned_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Paired bootstrap of each format metric (lab.eval.format_metrics) over only the examples it covers, with
     their count in "examples". A metric that covers no example is left out: no interval, no misleading 0.
@@ -51,11 +51,11 @@ def format_tests(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
                                               [(r.get("format_scores") or {}).get(name) for r in finetuned_rows],
                                               name)
         if base.size:
-            result[name] = {**_paired_test(config, base, finetuned), "examples": int(base.size)}
+            result[name] = {**_paired_test(setup, base, finetuned), "examples": int(base.size)}
     return result
 
 
-def length_effects(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
+def length_effects(setup: ComparisonSetup, base_rows: Sequence[Mapping[str, Any]],
                    finetuned_rows: Sequence[Mapping[str, Any]],
                    plain: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Length ratios, cut-off shares and the length-matched comparison; also the per-example rows.
@@ -63,13 +63,13 @@ def length_effects(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
     `plain` is `bootstrap_all` of the unmatched scores: the length sentence compares its headline
     difference with the length-matched one.
     """
-    evaluate, headline = config.evaluate, config.compare.headline_metric
+    evaluate, headline = setup.evaluate, setup.compare.headline_metric
     references = [r["reference"] for r in base_rows]
     predictions = {"base": [r["prediction"] for r in base_rows], "finetuned": [r["prediction"] for r in finetuned_rows]}
     ratios = {side: stats.length_ratio(predictions[side], references) for side in SIDES}
     matched = stats.length_matched_scores(predictions["base"], predictions["finetuned"], references,
                                           evaluate.rouge_use_stemmer, evaluate.rouge_types, evaluate.rouge_tokenizer)
-    matched_tests = bootstrap_all(config, matched["base"], matched["finetuned"])
+    matched_tests = bootstrap_all(setup, matched["base"], matched["finetuned"])
     effects: dict[str, Any] = {
         "length_ratio": {side: {"mean": ratios[side]["mean"], "median": ratios[side]["median"]} for side in SIDES},
         "cutoff_share": {"base": stats.cutoff_share(base_rows), "finetuned": stats.cutoff_share(finetuned_rows)},
@@ -90,7 +90,7 @@ def length_effects(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
     return effects, paired_rows
 
 
-def compare(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
+def compare(setup: ComparisonSetup, base_rows: Sequence[Mapping[str, Any]],
             finetuned_rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """All paired statistics of one evaluation; returns (metrics, gallery, per-example paired rows).
 
@@ -102,18 +102,18 @@ def compare(config: LabConfig, base_rows: Sequence[Mapping[str, Any]],
     stats.check_aligned(base_rows, finetuned_rows)
     names = list(base_rows[0]["scores"])
     base, finetuned = stats.metric_arrays(base_rows, names), stats.metric_arrays(finetuned_rows, names)
-    plain = bootstrap_all(config, base, finetuned)
-    effects, paired_rows = length_effects(config, base_rows, finetuned_rows, plain)
+    plain = bootstrap_all(setup, base, finetuned)
+    effects, paired_rows = length_effects(setup, base_rows, finetuned_rows, plain)
     sources = [str(r.get("source") or "unknown") for r in base_rows]
-    compare_config = config.compare
+    compare_config = setup.compare
     metrics = {
         "examples": len(base_rows),
         "bootstrap": {"resamples": compare_config.bootstrap_resamples, "confidence": compare_config.confidence,
-                      "seed": config.seed, "paired": True},
+                      "seed": setup.seed, "paired": True},
         "metrics": plain,
         "length": effects,
         "per_source": stats.per_source(sources, base, finetuned),
-        "format_metrics": format_tests(config, base_rows, finetuned_rows),
+        "format_metrics": format_tests(setup, base_rows, finetuned_rows),
     }
     gallery = stats.gallery(base_rows, finetuned_rows, compare_config.headline_metric,
                             compare_config.gallery_examples)

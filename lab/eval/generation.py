@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from lab.core.config import Decode, allowed
+from lab.core.choices import Decode, allowed
 from lab.core.errors import ConfigError
 from lab.eval.decoder import static_batch, static_decoder_unsupported
 from lab.model.chat_template import render_chat

@@ -6,7 +6,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lab.core.config import RougeTokenizer, allowed
+from lab.core.choices import RougeTokenizer, allowed
+from lab.core.text import length_stats, word_count
 
 _LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rouge3": "ROUGE-3", "rouge4": "ROUGE-4", "rougeL": "ROUGE-L",
            "rougeLsum": "ROUGE-Lsum", "semantic": "Semantic similarity", "format_valid": "Format valid",
@@ -50,19 +51,6 @@ def rouge_scores(predictions: list[str], references: list[str], use_stemmer: boo
         scored.append({name: {"precision": round(result[name].precision, 6), "recall": round(result[name].recall, 6),
                               "fmeasure": round(result[name].fmeasure, 6)} for name in rouge_types})
     return scored
-
-
-def word_count(text: str) -> int:
-    """Whitespace words: the unit of every length the lab reports."""
-    return len(text.split())
-
-
-def length_stats(values: Sequence[int]) -> dict[str, float]:
-    """Mean, median and max of some lengths (zeros when there are none)."""
-    if not values:
-        return {"mean": 0.0, "median": 0.0, "max": 0}
-    return {"mean": round(statistics.fmean(values), 2), "median": float(statistics.median(values)),
-            "max": max(values)}
 
 
 def metric_value(row: Mapping[str, Any], metric: str) -> float:

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from lab.eval.scoring import make_scorer, metric_value, word_count
+from lab.core.text import word_count
+from lab.eval.scoring import make_scorer, metric_value
 
 # Bound the resample index matrix (resamples x n) to ~2M entries per chunk (16 MB of int64), so a
 # large eval set with 10k resamples does not allocate gigabytes; the chunks are drawn from one

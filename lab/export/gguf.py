@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from lab.core.choices import TORCH_DTYPES
 from lab.core.config import ExportConfig
 from lab.core.errors import RuntimeConfigError
 
@@ -63,8 +64,6 @@ def _convert(scratch: Path, work: Path, export: ExportConfig) -> dict[str, Any]:
     gguf_directory, modelfile_location)."""
     import torch
     from unsloth import FastLanguageModel
-
-    from lab.export.merged import TORCH_DTYPES
 
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(scratch), dtype=getattr(torch, TORCH_DTYPES[export.dtype]), load_in_4bit=False)

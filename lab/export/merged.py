@@ -17,15 +17,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lab.core.choices import TORCH_DTYPES
 from lab.core.config import ExportConfig
 from lab.core.errors import ModelError
 from lab.core.hub import local_model_problem, model_gguf
 from lab.core.io import write_json
 from lab.core.provenance import package_versions
+from lab.export.gguf import write_gguf
 from lab.model.loading import load_tokenizer, no_library_progress_bars
 
 PROVENANCE_FILE = "lab_export.json"
-TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # peft's names for a LoRA pair in the saved adapter: the wrapped model's module path, then lora_A/B.
@@ -200,8 +201,6 @@ def export_merged(base_dir: Path, adapter_dir: Path, out_dir: Path, export: Expo
     record = export_record(base_dir, adapter_dir, tokenizer_dir, export, model)
     del model  # the GGUF conversion loads the export again, on the GPU
     if export.gguf is not None:
-        from lab.export.gguf import write_gguf
-
         record["gguf"] = write_gguf(out_dir, export)
     write_json(out_dir / PROVENANCE_FILE, record)
     return record

@@ -18,7 +18,7 @@ from lab.leaderboard.board import (
 )
 from lab.report.tables import confidence_percent, interval, p_value
 
-# Where tools/leaderboard.py writes by default, and the README quotes from.
+# Where tools/leaderboard.py writes by default, and docs/experiments.md quotes from.
 MARKDOWN_FILE = Path("metrics/leaderboard.md")
 PLOT_FILE = Path("metrics/leaderboard.png")
 

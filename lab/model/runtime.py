@@ -8,6 +8,7 @@ imported before transformers so that its patches apply, and resolve_runtime is w
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,16 @@ class Runtime:
     def as_dict(self) -> dict[str, str]:
         """Plain-dict view, for the metrics."""
         return asdict(self)
+
+
+def world_size() -> int:
+    """How many processes this run has (1 unless started by a distributed launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_rank() -> int:
+    """This process's index on its machine: the GPU it loads the model on (a distributed launcher sets it)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def resolve_runtime(train: TrainConfig, cuda_available: bool | None = None, bf16_supported: bool = True) -> Runtime:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.core.io import read_json, read_jsonl
-from lab.eval.scoring import word_count
+from lab.core.text import word_count
 from lab.report.data import data_section
 from lab.report.plots import plot_data_flow, plot_lengths, plot_loss, plot_scores
 from lab.report.tables import (

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab.core.config import LORA_PRESETS, LabConfig, LoraConfig
+from lab.core.choices import LORA_PRESETS
+from lab.core.config import LoraConfig, TrainingSetup
 from lab.core.errors import ConfigError
 from lab.core.hub import local_model_problem
 from lab.model.loading import ensure_pad_token, kbit_config
-from lab.model.runtime import Runtime
+from lab.model.runtime import Runtime, local_rank, world_size
 from lab.train.attention import routes_taken, use_packed_attention, use_unsloth_varlen
-from lab.train.distributed import local_rank, world_size
 
 # Unsloth's use_gradient_checkpointing value for each train.checkpointing_mode: "unsloth" (its own,
 # which offloads the saved activations to CPU memory) or "plain" (recompute only; more GPU memory,
@@ -24,14 +24,14 @@ from lab.train.distributed import local_rank, world_size
 CHECKPOINTING_MODES: dict[str, str | bool] = {"unsloth": "unsloth", "plain": True}
 
 
-def check_chat_template(config: LabConfig, runtime: Runtime) -> None:
+def check_chat_template(setup: TrainingSetup, runtime: Runtime) -> None:
     """model.chat_template is applied by Unsloth only: refuse it on the hf backend rather than train
     with the tokenizer's own template. lab.core.config refuses an explicit train.backend hf at load; this
     covers auto, once resolved on this machine (hf without a CUDA GPU), before any weight loads."""
-    template = config.model.chat_template
+    template = setup.model.chat_template
     if template is not None and runtime.backend != "unsloth":
         raise ConfigError(f"model.chat_template: {template!r} is not allowed; it must be null with the "
-                          f"{runtime.backend} backend (train.backend {config.train.backend} resolved to it on this "
+                          f"{runtime.backend} backend (train.backend {setup.train.backend} resolved to it on this "
                           f"machine, {runtime.device}), which keeps the tokenizer's own template; Unsloth's template "
                           "names apply to the unsloth backend only")
 
@@ -60,7 +60,7 @@ def check_lora_targets(base_dir: Path, lora: LoraConfig, trust_remote_code: bool
                           f"model has layers 0..{layers - 1}")
 
 
-def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
+def load_trainable_model(base_dir: Path, setup: TrainingSetup, runtime: Runtime) -> tuple[Any, Any]:
     """The base model with LoRA adapters and its tokenizer (with a pad token), for runtime.backend:
     safetensors weights only, the model's own Python code only with model.trust_remote_code."""
     problem = local_model_problem(base_dir)
@@ -68,20 +68,20 @@ def load_trainable_model(base_dir: Path, config: LabConfig, runtime: Runtime) ->
         raise ConfigError(f"base model {base_dir} {problem}")
     routes_taken.clear()  # what this model's packed rows take, for attention_path
     if runtime.backend == "unsloth":
-        return _load_unsloth(base_dir, config, runtime)
-    return _load_hf(base_dir, config, runtime)
+        return _load_unsloth(base_dir, setup, runtime)
+    return _load_hf(base_dir, setup, runtime)
 
 
-def _load_unsloth(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
+def _load_unsloth(base_dir: Path, setup: TrainingSetup, runtime: Runtime) -> tuple[Any, Any]:
     """Unsloth's FastLanguageModel with its LoRA, k-bit loading and gradient checkpointing."""
     import torch
     from unsloth import FastLanguageModel
 
-    train, lora = config.train, config.train.lora
+    train, lora = setup.train, setup.train.lora
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(base_dir), max_seq_length=train.max_seq_length, dtype=getattr(torch, runtime.dtype),
         load_in_4bit=runtime.quantization == "4bit", load_in_8bit=runtime.quantization == "8bit",
-        trust_remote_code=config.model.trust_remote_code,
+        trust_remote_code=setup.model.trust_remote_code,
         # Each data-parallel process on its own GPU; one process keeps Unsloth's own placement.
         **({"device_map": {"": local_rank()}} if world_size() > 1 else {}),
     )
@@ -90,16 +90,16 @@ def _load_unsloth(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[
     model = FastLanguageModel.get_peft_model(
         model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
         target_modules=lora.modules(), layers_to_transform=lora.layers_to_transform, use_rslora=lora.use_rslora,
-        random_state=config.train_seed, use_gradient_checkpointing=checkpointing,
+        random_state=setup.seed, use_gradient_checkpointing=checkpointing,
     )
-    if config.model.chat_template:
+    if setup.model.chat_template:
         from unsloth.chat_templates import get_chat_template
 
-        tokenizer = get_chat_template(tokenizer, chat_template=config.model.chat_template)
+        tokenizer = get_chat_template(tokenizer, chat_template=setup.model.chat_template)
     return model, ensure_pad_token(tokenizer)
 
 
-def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, Any]:
+def _load_hf(base_dir: Path, setup: TrainingSetup, runtime: Runtime) -> tuple[Any, Any]:
     """transformers + peft: bitsandbytes for k-bit bases, LoRA seeded by `seed`."""
     import torch
     from peft import LoraConfig as PeftLoraConfig
@@ -108,24 +108,24 @@ def _load_hf(base_dir: Path, config: LabConfig, runtime: Runtime) -> tuple[Any, 
 
     dtype = getattr(torch, runtime.dtype)
     # On CPU the weights stay float32 and bf16 (train.precision) runs as autocast: mixed precision.
-    trust = config.model.trust_remote_code
+    trust = setup.model.trust_remote_code
     kwargs: dict[str, Any] = {"dtype": dtype if runtime.device == "cuda" else torch.float32,
                               "quantization_config": kbit_config(runtime.quantization, dtype),
                               "use_safetensors": True, "trust_remote_code": trust}
     if runtime.device == "cuda":
         kwargs["device_map"] = {"": local_rank()}  # each data-parallel process on its own GPU
-    torch.manual_seed(config.train_seed)
+    torch.manual_seed(setup.seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
     # Padding-free batches attend example by example (lab.train.attention): on CPU 1.3x the tokens/s of the
     # masked row; on CUDA in half precision one varlen flash call per layer, instead of the masked
     # kernel over the whole row (benchmarks/train_throughput.py's hf rows). On CUDA in fp32 the flash
     # kernel does not apply, and a loop of per-example calls measured slower than the masked one.
     half = runtime.dtype in ("bfloat16", "float16")
-    if config.train.packed_attention == "per_example" and (runtime.device == "cpu" or half):
+    if setup.train.packed_attention == "per_example" and (runtime.device == "cpu" or half):
         use_packed_attention(model)
     if runtime.quantization != "none":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.train.gradient_checkpointing)
-    lora = config.train.lora
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=setup.train.gradient_checkpointing)
+    lora = setup.train.lora
     peft_config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=lora.modules(), layers_to_transform=lora.layers_to_transform,
                              use_rslora=lora.use_rslora, bias="none", task_type="CAUSAL_LM")

@@ -23,9 +23,14 @@ from typing import Any
 
 from lab.core.config import LabConfig, as_dict
 from lab.core.io import read_json, write_json
+from lab.core.pipeline_files import param_value, stage_params
 from lab.model.runtime import Runtime
 
 FINGERPRINT_FILE = "fingerprint.json"
+# The train stage's params come from where DVC reads them, the stage's `params:` in the root dvc.yaml (beside lab/),
+# so a param added there is fingerprinted too.
+PIPELINE_FILE = Path(__file__).resolve().parents[2] / "dvc.yaml"
+TRAIN_STAGE = "train"
 # transformers' rotation always keeps the latest checkpoint (to resume from) and the best one
 # (load_best_model_at_end); 2 keeps exactly those, or the last two when the latest is the best.
 SAVE_TOTAL_LIMIT = 2
@@ -52,11 +57,11 @@ def save_args(eval_steps: int, validate: bool, resumable: bool) -> dict[str, Any
 
 def run_fingerprint(config: LabConfig, runtime: Runtime, base_dir: Path, conversations: list[dict[str, Any]],
                     validation: list[dict[str, Any]]) -> str:
-    """A hash of what defines a training run: the params the train stage reads, what they resolved to
-    on this machine, the training and validation rows, and the base model."""
+    """A hash of what defines a training run: the params the train stage reads (its dvc.yaml `params:`),
+    what they resolved to on this machine, the training and validation rows, and the base model."""
+    params = as_dict(config)
     payload = {
-        "params": {"seed": config.seed, "lr": config.lr, "model.chat_template": config.model.chat_template,
-                   "data.order": config.data.order, "train": as_dict(config.train)},
+        "params": {key: param_value(params, key) for key in stage_params(TRAIN_STAGE, PIPELINE_FILE)},
         # A checkpoint of another backend, device or precision holds other optimizer state and weights.
         "runtime": runtime.as_dict(),
         "train_rows": _rows_digest(conversations),

@@ -25,20 +25,11 @@ from typing import Any
 from lab.core.checks import check_batch_split
 from lab.core.config import TrainConfig
 from lab.core.errors import ConfigError
+from lab.model.runtime import world_size
 
 # The launcher's defaults spelled out, so that it prints no warning about them: one machine, and
 # precision and compilation left to the Trainer (train.precision), not to accelerate.
 _LAUNCH_DEFAULTS = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-
-
-def world_size() -> int:
-    """How many processes this run has (1 unless started by a distributed launcher)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def local_rank() -> int:
-    """This process's index on its machine: the GPU it trains on."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def is_main_process() -> bool:
