@@ -1,10 +1,13 @@
 """The experiment leaderboard: Holm's correction, param diffs, `dvc exp show --json` parsing, ranking,
-gains over the baseline, seed noise, the computed sentence, and the CLI on a real git + DVC repository."""
+gains over the baseline, seed noise, the computed sentence, snapshots (lab/leaderboard/snapshot.py), and
+the CLI on a real git + DVC repository."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import runpy
 import shutil
 import statistics
@@ -19,6 +22,7 @@ import pytest
 from lab.eval.stats import paired_bootstrap
 from lab.leaderboard import board as lb
 from lab.leaderboard import markdown as report
+from lab.leaderboard import snapshot as snap
 from lab.report.tables import interval
 
 from .conftest import REPO, make_config
@@ -259,6 +263,7 @@ def test_the_summary_follows_the_numbers() -> None:
 # --- the CLI on a real git + DVC repository ------------------------------------------------------
 
 FAKE_STAGE = '''"""Stands in for the pipeline: a summary and predictions made up from the params, no model."""
+import dataclasses
 import json
 import os
 
@@ -338,8 +343,9 @@ def test_cli_ranks_real_dvc_experiments(tmp_path: Path) -> None:
         run(["git", "checkout", "-q", "--", "params.yaml"], tmp_path)
     # The workspace's params differ from the baseline's: the bootstrap still uses the baseline commit's.
     dvc("exp", "apply", "seed-2", cwd=tmp_path)
-    run([sys.executable, str(REPO / "tools" / "leaderboard.py")], tmp_path)
+    run([sys.executable, str(REPO / "tools" / "leaderboard.py"), "--save-snapshot", "metrics/leaderboard"], tmp_path)
     markdown = (tmp_path / "metrics" / "leaderboard.md").read_text()
+    check_snapshot_round_trip(tmp_path, markdown)
     assert (tmp_path / "metrics" / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     outputs = runpy.run_path(str(tmp_path / "fake_stage.py"))["outputs"]
     config = make_config()
@@ -382,3 +388,186 @@ def test_a_train_seed_replicate_keeps_the_eval_sample_and_is_compared() -> None:
     entry = by_name["train-seed-1"]
     assert entry.seed_replicate and entry.changed == {"train.seed": 1} and entry.gain is not None
     assert lb.training_seed(entry.run.params) == 1 and lb.training_seed(by_name["main"].run.params) == SEED
+
+
+# --- snapshots -------------------------------------------------------------------------------------
+
+TOOL = REPO / "tools" / "leaderboard.py"
+FINETUNED = "metrics/predictions/finetuned.jsonl"
+
+
+def jsonl(rows_: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows_)
+
+
+def fake_inputs() -> snap.Inputs:
+    """The fabricated payload and predictions above, with the repository's params.yaml as the baseline's."""
+    return snap.Inputs(exp_show_payload(), "a" * 40, (REPO / "params.yaml").read_text(), SUMMARY, FINETUNED,
+                       {rev: jsonl(rows_) for rev, rows_ in predictions().items()})
+
+
+def run_tool(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    """tools/leaderboard.py's main() in this process, with git and dvc out of reach (any subprocess fails)."""
+    def no_subprocess(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("a snapshot build ran a subprocess (git or dvc)")
+
+    main = runpy.run_path(str(TOOL))["main"]
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(sys, "argv", ["leaderboard.py", *args])
+    main()
+
+
+def snapshot_files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def check_snapshot_round_trip(repo: Path, markdown: str) -> None:
+    """The snapshot a live build saved rebuilds its markdown byte for byte from another folder, with no
+    repository there; and an explicit --baseline gives the same board once HEAD has moved on."""
+    elsewhere = repo.parent / "elsewhere"
+    elsewhere.mkdir()
+    folder = repo / "metrics" / "leaderboard"
+    run([sys.executable, str(TOOL), "--snapshot", str(folder), "--markdown", "rebuilt.md", "--plot", "rebuilt.png"],
+        elsewhere)
+    assert (elsewhere / "rebuilt.md").read_text() == markdown
+    manifest = json.loads((folder / snap.MANIFEST).read_text())
+    baseline = run(["git", "rev-parse", "HEAD"], repo).strip()
+    assert manifest["baseline"] == baseline and manifest["predictions_file"] == FINETUNED
+    assert [r["name"] for r in manifest["runs"]][0] == "main" and len(manifest["runs"]) == 4
+    assert sorted(snapshot_files(folder)) == sorted(
+        [snap.MANIFEST, snap.EXP_SHOW, "params.yaml"] + [f"predictions/{r['rev']}.jsonl" for r in manifest["runs"]])
+    assert (folder / "params.yaml").read_text() == run(["git", "show", "HEAD:params.yaml"], repo)
+    (repo / "notes.txt").write_text("a later commit: HEAD is no longer the sweep's baseline\n")
+    run(["git", "add", "notes.txt"], repo)
+    run(["git", "commit", "-qm", "later"], repo)
+    run([sys.executable, str(TOOL), "--markdown", "head.md", "--plot", "head.png"], repo)
+    assert "and 0 experiment(s)" in (repo / "head.md").read_text()  # HEAD has none
+    run([sys.executable, str(TOOL), "--baseline", "HEAD~1", "--markdown", "later.md", "--plot", "later.png"], repo)
+    # The same board; dvc names the baseline by its sha now that no branch points at it.
+    assert (repo / "later.md").read_text() == re.sub(r"\bmain\b", baseline[:7], markdown)
+
+
+def test_a_snapshot_builds_the_board_of_its_live_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    snap.save(fake_inputs(), tmp_path / "snapshot")
+    monkeypatch.chdir(tmp_path)  # no repository, no dvc.yaml, no params.yaml: the snapshot alone
+    run_tool(monkeypatch, "--snapshot", "snapshot", "--markdown", "out.md", "--plot", "out.png")
+    assert (tmp_path / "out.md").read_text() == report.markdown(board())
+    files = snapshot_files(tmp_path / "snapshot")
+    assert sorted(files) == ["exp_show.json", "params.yaml"] + [f"predictions/{c * 40}.jsonl" for c in "abcd"] + [
+        "snapshot.json"]
+    assert json.loads(files["exp_show.json"]) == exp_show_payload()
+    manifest = json.loads(files["snapshot.json"])
+    assert manifest["baseline"] == "a" * 40 and manifest["summary_file"] == SUMMARY
+    assert [(r["name"], r["rev"][0]) for r in manifest["runs"]] == [("main", "a"), ("low-lr", "b"), ("seed-1", "c"),
+                                                                   ("seed-2", "d")]
+    # Deterministic: the same inputs give the same bytes; a snapshot saved from a snapshot is the same.
+    run_tool(monkeypatch, "--snapshot", "snapshot", "--save-snapshot", "again", "--markdown", "out.md",
+             "--plot", "out.png")
+    assert snapshot_files(tmp_path / "again") == files
+    assert snap.load(tmp_path / "again") == fake_inputs()
+    run_tool(monkeypatch, "--snapshot", "again", "--baseline", "main", "--markdown", "again.md", "--plot", "out.png")
+    assert (tmp_path / "again.md").read_bytes() == (tmp_path / "out.md").read_bytes()
+
+
+def test_the_bootstrap_settings_are_the_baseline_params_as_labconfig_reads_them() -> None:
+    config = make_config()
+    assert snap.bootstrap_settings((REPO / "params.yaml").read_text(), "params.yaml") == (
+        config.compare.headline_metric, config.compare.bootstrap_resamples, config.compare.confidence, config.seed)
+    with pytest.raises(lb.LabError, match=r"params.yaml of abc: `compare.confidence` is None, expected a number"):
+        snap.bootstrap_settings("seed: 1\ncompare: {headline_metric: rougeL, bootstrap_resamples: 10}\n",
+                                "params.yaml of abc")
+    with pytest.raises(lb.LabError, match="`seed` is True, expected an integer"):
+        snap.bootstrap_settings("seed: true\n", "p")
+
+
+def test_the_baseline_is_chosen_by_name_or_rev() -> None:
+    payload = exp_show_payload()
+    older = rev_entry("ab" + "0" * 38, None, params(lr=3), compare_json(0.2, 0.01),
+                      {"runtime_s": 1.0, "best_validation_loss": 2.0})
+    payload.append(older)
+    assert [r.name for r in lb.parse_exp_show(payload, SUMMARY, "ab00")] == ["ab00000"]
+    assert lb.parse_exp_show(payload, SUMMARY, "main")[0].rev == "a" * 40
+    assert len(lb.parse_exp_show(payload, SUMMARY, "a" * 40)) == 5
+    with pytest.raises(lb.LabError, match="baseline 'aaa' is not a commit .*aaaaaaa \\(main\\), ab00000 \\(no name\\)"):
+        lb.parse_exp_show(payload, SUMMARY, "aaa")  # under 4 hex digits: a name only
+    with pytest.raises(lb.LabError, match="baseline 'abc1' is not a commit"):
+        lb.parse_exp_show(payload, SUMMARY, "abc1")
+    payload[-1]["rev"] = "aaaa" + "1" * 36
+    with pytest.raises(lb.LabError, match="baseline 'aaaa' is ambiguous"):
+        lb.parse_exp_show(payload, SUMMARY, "aaaa")
+
+
+def broken_snapshot(tmp_path: Path) -> Path:
+    folder = tmp_path / "snapshot"
+    snap.save(fake_inputs(), folder)
+    return folder
+
+
+def edit_manifest(folder: Path, **changes: Any) -> None:
+    manifest = json.loads((folder / snap.MANIFEST).read_text())
+    (folder / snap.MANIFEST).write_text(json.dumps({**manifest, **changes}))
+
+
+def test_snapshot_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(lb.LabError, match="no leaderboard snapshot there .*--save-snapshot"):
+        snap.load(tmp_path / "nowhere")
+    folder = broken_snapshot(tmp_path)
+    (folder / snap.EXP_SHOW).write_text("[{")
+    with pytest.raises(lb.LabError, match="exp_show.json: not valid JSON"):
+        snap.load(folder)
+    folder = broken_snapshot(tmp_path)
+    (folder / "params.yaml").unlink()
+    with pytest.raises(lb.LabError, match="params.yaml: missing from the leaderboard snapshot"):
+        snap.load(folder)
+    folder = broken_snapshot(tmp_path)
+    (folder / f"predictions/{'b' * 40}.jsonl").unlink()
+    with pytest.raises(lb.LabError, match=f"predictions/{'b' * 40}.jsonl: missing from the leaderboard snapshot"):
+        snap.load(folder)
+    (folder / f"predictions/{'b' * 40}.jsonl").write_text('{"id": 1}\nnot json\n')
+    with pytest.raises(lb.LabError, match=f"{FINETUNED} of bbbbbbb:2: invalid JSON"):
+        snap.build_board(snap.load(folder))
+    manifest = json.loads((folder / snap.MANIFEST).read_text())
+    edit_manifest(folder, runs=manifest["runs"][:1] + manifest["runs"][2:])
+    with pytest.raises(lb.LabError, match=f"no {FINETUNED} recorded for run\\(s\\) with results: low-lr \\(bbbbbbb\\)"):
+        snap.build_board(snap.load(folder))
+    edit_manifest(folder, runs=[{**manifest["runs"][0], "predictions": "../../etc/passwd"}])
+    with pytest.raises(lb.LabError, match="predictions must be predictions/a+.jsonl or null"):
+        snap.load(folder)
+    edit_manifest(folder, baseline=None)
+    with pytest.raises(lb.LabError, match="malformed manifest: `baseline` is None, expected a string"):
+        snap.load(folder)
+    edit_manifest(folder, baseline="f" * 40, runs=[])
+    with pytest.raises(lb.LabError, match="baseline 'f+' is not a commit of the `dvc exp show` payload"):
+        snap.build_board(snap.load(folder))
+    edit_manifest(folder, format=2)
+    with pytest.raises(lb.LabError, match="snapshot format 2"):
+        snap.load(folder)
+
+
+def test_a_snapshot_holds_one_baseline_and_replaces_only_a_snapshot(tmp_path: Path) -> None:
+    inputs = snap.load(broken_snapshot(tmp_path))
+    snap.check_baseline(inputs, "aaaaaaa")
+    with pytest.raises(lb.LabError, match="baseline 'nope' is not a commit"):
+        snap.check_baseline(inputs, "nope")
+    payload = [*inputs.payload, rev_entry("f" * 40, "older", params(), None, None)]
+    with pytest.raises(lb.LabError, match="baseline 'older' is fffffff, but the snapshot was built against aaaaaaa"):
+        snap.check_baseline(dataclasses.replace(inputs, payload=payload), "older")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "summary.json").write_text("{}")
+    with pytest.raises(lb.LabError, match="exists and is not a leaderboard snapshot"):
+        snap.save(inputs, tmp_path / "metrics")
+    assert (tmp_path / "metrics" / "summary.json").read_text() == "{}"
+
+
+def test_the_committed_leaderboard_rebuilds_from_its_committed_snapshot(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """metrics/leaderboard.md byte for byte from metrics/leaderboard/, with no git and no dvc.
+
+    Skipped only while the snapshot folder is not in the repository (the sweep that writes it, with
+    `--save-snapshot metrics/leaderboard`, is to be rerun); once it is committed, remove the skip."""
+    folder = REPO / snap.SNAPSHOT_DIR
+    if not folder.exists():
+        pytest.skip(f"snapshot not committed yet: {snap.SNAPSHOT_DIR} is missing")
+    monkeypatch.chdir(tmp_path)
+    run_tool(monkeypatch, "--snapshot", str(folder), "--markdown", "leaderboard.md", "--plot", "leaderboard.png")
+    assert (tmp_path / "leaderboard.md").read_bytes() == (REPO / report.MARKDOWN_FILE).read_bytes()

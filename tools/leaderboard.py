@@ -1,14 +1,19 @@
-"""Leaderboard of the DVC experiments of the current commit: metrics/leaderboard.md and metrics/leaderboard.png.
+"""Leaderboard of DVC experiments: metrics/leaderboard.md and metrics/leaderboard.png.
 
 usage: python tools/leaderboard.py [--markdown metrics/leaderboard.md] [--plot metrics/leaderboard.png]
-                                   [--exp-show-json FILE]
+                                   [--exp-show-json FILE | --snapshot DIR] [--save-snapshot DIR] [--baseline REV]
 
 Run it from the repository root after a sweep (`dvc exp run --queue -S ...`, then `dvc queue start`).
 It is not a pipeline stage because it reads every experiment: it takes `dvc exp show --json` (or a
 saved copy of it, --exp-show-json), reads each run's per-example predictions from git (`git show
 REV:PATH`: every experiment is a commit), and ranks the runs with lab/leaderboard/board.py under the
-bootstrap settings (`seed`, `compare.*`) of the baseline commit's params.yaml. Both outputs are written
-atomically.
+bootstrap settings (`seed`, `compare.*`) of the baseline commit's params.yaml. The baseline is HEAD, or
+the commit --baseline names (a sha, a prefix of one or a branch; live, any git revision).
+
+--save-snapshot DIR also writes everything the board was built from to DIR (lab/leaderboard/snapshot.py;
+metrics/leaderboard is the committed one), and --snapshot DIR builds from such a folder alone, with no
+git and no dvc: a clone, which has none of the experiments, rebuilds the committed board byte for byte.
+Every output is written atomically.
 """
 
 from __future__ import annotations
@@ -20,37 +25,63 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.core.cli import run_stage
-from lab.core.config import PARAMS_FILE, LabConfig, load_config
 from lab.core.errors import LabError
 from lab.core.io import atomic_open, write_text
-from lab.core.pipeline_files import committed_rows, committed_text, metrics_files, stage_flag_path
+from lab.core.params import PARAMS_FILE
+from lab.core.pipeline_files import committed_text, metrics_files, stage_flag_path
 from lab.eval.scoring import metric_label
 from lab.leaderboard import board as leaderboard
 from lab.leaderboard import markdown as leaderboard_report
+from lab.leaderboard import snapshot
 from lab.report.tables import confidence_percent
 
 
-def exp_show(saved: Path | None) -> list[dict[str, Any]]:
-    """`dvc exp show --json` of the repository in the working directory (or a saved copy of it)."""
+def exp_show(saved: Path | None, rev: str | None) -> list[dict[str, Any]]:
+    """`dvc exp show --json` of the repository in the working directory, for commit `rev` (HEAD when None),
+    or a saved copy of it."""
     if saved is not None:
-        return json.loads(saved.read_text(encoding="utf-8"))
+        try:
+            return json.loads(saved.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise LabError(f"{saved}: not valid JSON ({error.msg}, line {error.lineno})") from None
     # The running interpreter's dvc: the one installed beside the lab, whatever PATH says.
-    result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--rev", rev] if rev else [])]
+    result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise LabError(f"`dvc exp show --json` failed: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout)
 
 
-def baseline_config(rev: str) -> LabConfig:
-    """The baseline commit's params: after `dvc exp run` the workspace holds the last experiment's, and
-    the bootstrap must not depend on which experiment ran last."""
-    committed = committed_text(rev, str(PARAMS_FILE))
-    if committed is None:
-        raise LabError(f"commit {rev[:7]} has no {PARAMS_FILE}")
-    return load_config(PARAMS_FILE, overrides=yaml.safe_load(committed) or {})
+def resolve(rev: str) -> str:
+    """The full sha of a git revision (a sha, a prefix, a branch, HEAD~3 ...)."""
+    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LabError(f"baseline {rev!r} is not a commit of this repository")
+    return result.stdout.strip()
+
+
+def live_inputs(saved: Path | None, baseline: str | None) -> snapshot.Inputs:
+    """The board's inputs from `dvc exp show` (or its saved copy) and git: the baseline's params, and the
+    fine-tuned predictions (the path dvc.yaml declares) of every run with results."""
+    if baseline is not None and saved is None:
+        baseline = resolve(baseline)
+    payload = exp_show(saved, baseline)
+    # The pipeline's paths, from dvc.yaml: its one metrics file, and the fine-tuned predictions every run commits.
+    summary_file = one_metrics_file()
+    predictions_file = str(stage_flag_path("evaluate_finetuned", "--predictions"))
+    runs = leaderboard.parse_exp_show(payload, summary_file, baseline)
+    # After `dvc exp run` the workspace holds the last experiment's params: the baseline commit's count.
+    params = committed_text(runs[0].rev, str(PARAMS_FILE))
+    if params is None:
+        raise LabError(f"commit {runs[0].rev[:7]} has no {PARAMS_FILE}")
+    # A queued or failed run's commit holds its baseline's files, not results of its own.
+    predictions = {run.rev: committed_text(run.rev, predictions_file) for run in runs if run.problem is None}
+    for run in runs:
+        if run.rev in predictions and predictions[run.rev] is None:
+            print(f"leaderboard: warning: {run.name} ({run.rev[:7]}) has no {predictions_file}", file=sys.stderr)
+    return snapshot.Inputs(payload, runs[0].rev, params, summary_file, predictions_file, predictions)
 
 
 def one_metrics_file() -> str:
@@ -98,25 +129,36 @@ def plot(board: leaderboard.Leaderboard, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--markdown", type=Path, default=leaderboard_report.MARKDOWN_FILE)
     parser.add_argument("--plot", type=Path, default=leaderboard_report.PLOT_FILE)
-    parser.add_argument("--exp-show-json", type=Path, help="a saved `dvc exp show --json` instead of running it")
-    args = parser.parse_args()
-    # The pipeline's paths, from dvc.yaml: its one metrics file, and the fine-tuned predictions every run commits.
-    summary_file = one_metrics_file()
-    predictions_file = str(stage_flag_path("evaluate_finetuned", "--predictions"))
-    runs = leaderboard.parse_exp_show(exp_show(args.exp_show_json), summary_file)
-    config = baseline_config(runs[0].rev)
-    # A queued or failed run's commit holds its baseline's files, not results of its own.
-    predictions = {run.rev: committed_rows(run.rev, predictions_file) for run in runs if run.problem is None}
-    compare = config.compare
-    board = leaderboard.build(runs, predictions, compare.headline_metric, compare.bootstrap_resamples,
-                              compare.confidence, config.seed)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--exp-show-json", type=Path, help="a saved `dvc exp show --json` instead of running it")
+    source.add_argument("--snapshot", type=Path, help="build from this snapshot folder alone (no git, no dvc)")
+    parser.add_argument("--save-snapshot", type=Path, help=f"also write the inputs as a snapshot folder "
+                        f"(the committed one: {snapshot.SNAPSHOT_DIR})")
+    parser.add_argument("--baseline", help="the baseline commit (sha, prefix or branch); default: HEAD, "
+                        "or the snapshot's recorded baseline")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.snapshot is not None:
+        inputs = snapshot.load(args.snapshot)
+        if args.baseline is not None:
+            snapshot.check_baseline(inputs, args.baseline)
+    else:
+        inputs = live_inputs(args.exp_show_json, args.baseline)
+    board = snapshot.build_board(inputs)
+    if args.save_snapshot is not None:
+        snapshot.save(inputs, args.save_snapshot)
     write_text(args.markdown, leaderboard_report.markdown(board))
     plot(board, args.plot)
-    print(f"leaderboard: {len(runs) - 1} experiment(s) and the baseline -> {args.markdown}, {args.plot}")
+    saved = f", snapshot {args.save_snapshot}" if args.save_snapshot is not None else ""
+    print(f"leaderboard: {len(board.entries) - 1} experiment(s) and the baseline -> {args.markdown}, {args.plot}"
+          f"{saved}")
 
 
 if __name__ == "__main__":

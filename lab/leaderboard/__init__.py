@@ -1,3 +1,4 @@
-"""The leaderboard of DVC experiments (board) and its markdown (markdown).
+"""The leaderboard of DVC experiments (board), its markdown (markdown) and the committed snapshot of its
+inputs (snapshot).
 
 Imports: lab.core, lab.data, lab.model, lab.eval, lab.report."""

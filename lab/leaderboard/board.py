@@ -139,18 +139,35 @@ def _run(entry: Mapping[str, Any], name: str | None, is_baseline: bool, summary_
                summary=None if problem else summary, is_baseline=is_baseline, problem=problem)
 
 
-def parse_exp_show(payload: Sequence[Mapping[str, Any]], summary_file: str) -> list[Run]:
+def baseline_entry(commits: Sequence[Mapping[str, Any]], wanted: str | None) -> Mapping[str, Any]:
+    """The commit entry of `dvc exp show --json` that is the baseline: the first listed (HEAD, unless dvc was
+    asked for another) when `wanted` is None, else the one named `wanted` (a branch or tag) or whose rev
+    starts with it (a sha or a prefix of one, at least 4 hex digits)."""
+    if wanted is None:
+        return commits[0]
+    found = [c for c in commits if c.get("name") == wanted]
+    if not found and len(wanted) >= 4 and all(ch in "0123456789abcdef" for ch in wanted.lower()):
+        found = [c for c in commits if str(c.get("rev", "")).startswith(wanted.lower())]
+    listed = ", ".join(f"{str(c.get('rev'))[:7]} ({c.get('name') or 'no name'})" for c in commits)
+    if not found:
+        raise LabError(f"baseline {wanted!r} is not a commit of the `dvc exp show` payload (its commits: {listed})")
+    if len(found) > 1:
+        raise LabError(f"baseline {wanted!r} is ambiguous in the `dvc exp show` payload (its commits: {listed})")
+    return found[0]
+
+
+def parse_exp_show(payload: Sequence[Mapping[str, Any]], summary_file: str, baseline: str | None = None) -> list[Run]:
     """The baseline commit and its experiments from `dvc exp show --json`, baseline first; each run's
     results are its `summary_file` (the pipeline's metrics file, lab/core/summary.py).
 
     The workspace entry is skipped (its results are in no commit). The baseline is the first commit
-    listed (HEAD, unless dvc was asked for more), and only its experiments are kept: another
-    commit's experiments have another baseline.
+    listed (HEAD, unless dvc was asked for more), or the commit `baseline` names (baseline_entry); only
+    its experiments are kept: another commit's experiments have another baseline.
     """
     commits = [entry for entry in payload if entry.get("rev") != "workspace"]
     if not commits:
         raise LabError("`dvc exp show` lists no commit: commit the pipeline and run experiments first")
-    head = commits[0]
+    head = baseline_entry(commits, baseline)
     runs = [_run(head, head.get("name"), True, summary_file)]
     for group in head.get("experiments") or []:
         revs = group.get("revs") or []
