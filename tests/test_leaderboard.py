@@ -561,13 +561,19 @@ def test_a_snapshot_holds_one_baseline_and_replaces_only_a_snapshot(tmp_path: Pa
 
 def test_the_committed_leaderboard_rebuilds_from_its_committed_snapshot(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """metrics/leaderboard.md byte for byte from metrics/leaderboard/, with no git and no dvc.
-
-    Skipped only while the snapshot folder is not in the repository (the sweep that writes it, with
-    `--save-snapshot metrics/leaderboard`, is to be rerun); once it is committed, remove the skip."""
+    """metrics/leaderboard.md byte for byte from metrics/leaderboard/, with no git and no dvc."""
     folder = REPO / snap.SNAPSHOT_DIR
-    if not folder.exists():
-        pytest.skip(f"snapshot not committed yet: {snap.SNAPSHOT_DIR} is missing")
     monkeypatch.chdir(tmp_path)
     run_tool(monkeypatch, "--snapshot", str(folder), "--markdown", "leaderboard.md", "--plot", "leaderboard.png")
     assert (tmp_path / "leaderboard.md").read_bytes() == (REPO / report.MARKDOWN_FILE).read_bytes()
+
+
+def test_a_snapshot_keeps_no_record_of_the_machine_that_ran_the_queue() -> None:
+    """dvc's queue records each task's log path under the checkout and its pid: the snapshot drops them, and keeps
+    the state the board reads."""
+    payload = [{"rev": "a" * 40, "experiments": [{"name": "lr-1e-4", "revs": [], "executor": {
+        "state": "success", "name": "dvc-task",
+        "local": {"root": None, "log": "/somewhere/.dvc/tmp/exps/run/x/x.out", "pid": 7, "task_id": "x"}}}]}]
+    portable = snap.portable_payload(payload)
+    assert portable[0]["experiments"][0]["executor"] == {"state": "success", "name": "dvc-task"}
+    assert payload[0]["experiments"][0]["executor"]["local"]["pid"] == 7  # the input is left as it was

@@ -17,6 +17,7 @@ inputs give the same bytes. Reading checks every file and names the one that is 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -110,6 +111,17 @@ def manifest(inputs: Inputs) -> dict[str, Any]:
             "predictions_file": inputs.predictions_file, "exp_show": EXP_SHOW, "params": PARAMS_FILE, "runs": listed}
 
 
+def portable_payload(payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The payload less each queued run's `executor.local` (the queue worker's log path under the checkout, its pid
+    and task id): where and how one machine ran the task, nothing the board reads (it reads `executor.state`)."""
+    portable = copy.deepcopy(payload)
+    for commit in portable:
+        for group in commit.get("experiments") or []:
+            if isinstance(group.get("executor"), dict):
+                group["executor"].pop("local", None)
+    return portable
+
+
 def save(inputs: Inputs, folder: Path) -> None:
     """Write the snapshot of `inputs` to `folder`, replacing a previous snapshot there as a whole (atomically:
     a failed write leaves the old one); a folder that holds anything but a snapshot is left alone."""
@@ -118,7 +130,7 @@ def save(inputs: Inputs, folder: Path) -> None:
         raise LabError(f"{folder}: exists and is not a leaderboard snapshot (no {MANIFEST}); not replacing it")
     described = manifest(inputs)
     with atomic_dir(folder) as staging:
-        write_json(staging / EXP_SHOW, inputs.payload)
+        write_json(staging / EXP_SHOW, portable_payload(inputs.payload))
         write_text(staging / PARAMS_FILE, inputs.params)
         for run in described["runs"]:
             if run["predictions"] is not None:
