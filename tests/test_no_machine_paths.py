@@ -47,6 +47,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 }
 
 
+THIS_FILE = "tests/test_no_machine_paths.py"
+
+
 def tracked_files() -> list[str]:
     if shutil.which("git") is None:
         pytest.skip("git is not installed: the tracked files are unknown")
@@ -105,6 +108,8 @@ def test_no_tracked_file_names_a_machine_path() -> None:
         for number, path in machine_paths(text):
             if (name, path) in EXCEPTIONS:
                 used.add((name, path))
+            elif name == THIS_FILE and path in {excepted for _, excepted in EXCEPTIONS}:
+                continue  # the exceptions' own list, in this file
             else:
                 found.append(f"{name}:{number}: {path}")
     assert scanned > 0, "no tracked text file was read"
