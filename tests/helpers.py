@@ -3,6 +3,8 @@ from another test file (whose import would run that file's module-level code: it
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -66,3 +68,19 @@ def loss_and_grads(model: Any, batch: dict[str, torch.Tensor]) -> tuple[float, t
     loss = model(**batch, use_cache=False).loss
     loss.backward()
     return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def lab_module_files(path: Path, repo: Path) -> set[str]:
+    """Repository-relative paths of the lab modules (files, not packages) that `path` imports anywhere in its code:
+    imports inside functions count, since the lab imports heavy libraries lazily (tests/test_dvc_deps.py,
+    tests/test_layers.py)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {f"{name.replace('.', '/')}.py" for name in names if name.split(".")[0] == "lab"}
+    return {name for name in found if (repo / name).is_file()}

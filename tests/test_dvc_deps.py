@@ -4,13 +4,13 @@ of stale code)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
 from .conftest import REPO
+from .helpers import lab_module_files
 
 
 def pipeline_stages() -> dict[str, dict]:
@@ -30,18 +30,9 @@ STAGES = pipeline_stages()
 
 
 def lab_imports(path: Path) -> set[str]:
-    """Repository-relative paths of the lab/ modules that `path` imports anywhere in its code
-    (imports inside functions count: the lab imports heavy libraries lazily)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        found |= {f"{name.replace('.', '/')}.py" for name in names if name.split(".")[0] == "lab"}
-    return {name for name in found if (REPO / name).is_file() and name != "lab/__init__.py"}
+    """Repository-relative paths of the lab/ modules that `path` imports anywhere in its code (the package
+    __init__ files hold a docstring only: tests/test_layers.py)."""
+    return {name for name in lab_module_files(path, REPO) if not name.endswith("__init__.py")}
 
 
 def transitive_lab_imports(script: str) -> set[str]:

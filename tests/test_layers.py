@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
+from .helpers import lab_module_files
 
 LAB = REPO / "lab"
 # The layers, lowest first: a module imports only from its own package and from packages of a lower layer.
@@ -34,17 +35,9 @@ def package_of(name: str) -> str:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """The lab modules `path` imports, anywhere in its code, as dotted names of files that exist."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        found |= {name for name in names if name.startswith("lab.") and _module_file(name).is_file()}
-    return found
+    """The lab modules `path` imports, anywhere in its code, as dotted names."""
+    return {name.removesuffix(".py").replace("/", ".") for name in lab_module_files(path, REPO)
+            if not name.endswith("__init__.py")}
 
 
 def _module_file(name: str) -> Path:
